@@ -1,0 +1,24 @@
+"""Shared test fixtures.
+
+``../shared`` (real annotation files) exists beside a CI checkout but not in a user's clone;
+tests that need it use ``shared_annotations`` and skip with a clear reason when it is absent.
+"""
+import os
+import os.path as osp
+
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED_ANN_DIR = os.environ.get(
+    'MMVPEFT_SHARED_ANNOTATIONS',
+    osp.join(osp.dirname(REPO_ROOT), 'shared', 'data', 'annotations'))
+
+
+@pytest.fixture(scope='session')
+def shared_annotations():
+    """Path to ``../shared/data/annotations``; skips the test where it does not exist."""
+    if not osp.isdir(SHARED_ANN_DIR):
+        pytest.skip(f'real annotation files not found at {SHARED_ANN_DIR} '
+                    '(they live in ../shared beside a CI checkout; set '
+                    'MMVPEFT_SHARED_ANNOTATIONS to point elsewhere)')
+    return SHARED_ANN_DIR
