@@ -1,1 +1,4 @@
-
+from .encoders import *  # noqa: F401,F403
+from .groundings import *  # noqa: F401,F403
+from .heads import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403

@@ -1,1 +1,6 @@
+from .checkpoint import (AtomicLocalBackend, allow_mmengine_checkpoint_types,
+                         use_atomic_checkpoint_writes)
+from .param_report import parameter_report
 
+__all__ = ['AtomicLocalBackend', 'allow_mmengine_checkpoint_types',
+           'use_atomic_checkpoint_writes', 'parameter_report']

@@ -1,1 +1,3 @@
+from .param_report_hook import ParameterReportHook
 
+__all__ = ['ParameterReportHook']

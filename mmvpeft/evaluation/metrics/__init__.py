@@ -1,1 +1,5 @@
+from .highlight_metric import HighlightMetric
+from .moment_retrieval_metric import MomentRetrievalMetric
+from .submission_dumper import MomentSubmissionDumper
 
+__all__ = ['HighlightMetric', 'MomentRetrievalMetric', 'MomentSubmissionDumper']

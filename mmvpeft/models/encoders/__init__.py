@@ -1,1 +1,3 @@
+from .cross_modal_encoder import CrossModalEncoder, TransformerLayer
 
+__all__ = ['CrossModalEncoder', 'TransformerLayer']

@@ -1,1 +1,3 @@
+from .moment_retriever import MomentRetriever
 
+__all__ = ['MomentRetriever']

@@ -1,0 +1,24 @@
+# Runtime shared by every mmvpeft config.
+default_scope = 'mmvpeft'  # resolves type='...' through mmvpeft's registries
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=20),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+# Logs trainable / total parameters per module group when training starts.
+custom_hooks = [dict(type='ParameterReportHook')]
+
+# dist_cfg backend: tools/train.py switches nccl to gloo on machines without CUDA.
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0, deterministic=False)

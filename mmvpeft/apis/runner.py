@@ -1,0 +1,101 @@
+"""Library side of ``tools/train.py`` and ``tools/test.py``: config handling, CPU-aware
+distributed setup and Runner construction, so the tools stay thin."""
+import os
+import os.path as osp
+import uuid
+from typing import Optional
+
+import torch
+from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported)
+from mmengine.runner import Runner
+
+
+def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
+                launcher: str = 'none', amp: bool = False, resume: Optional[str] = None,
+                load_from: Optional[str] = None) -> Config:
+    """Read a config and apply the command-line conventions of MMEngine tools.
+
+    Args:
+        config: path of the config file.
+        work_dir: output folder; defaults to ``work_dirs/{config name}``.
+        cfg_options: ``--cfg-options`` overrides (dotted keys).
+        launcher: ``none``, ``pytorch`` (torchrun) or ``slurm``.
+        amp: mixed precision (needs a CUDA device).
+        resume: ``'auto'`` (latest checkpoint in work_dir) or a checkpoint path.
+        load_from: checkpoint to load weights from (no optimizer state).
+    """
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config file not found: {config}')
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(config))[0])
+    # A unique name: MMEngine keys its logger by experiment_name, and two runners built in
+    # the same second in one process would otherwise share (and close) one logger.
+    cfg.experiment_name = f'{osp.splitext(osp.basename(config))[0]}_{uuid.uuid4().hex[:8]}'
+    if amp:
+        if not torch.cuda.is_available():
+            raise RuntimeError('--amp needs a CUDA device (MMEngine AmpOptimWrapper); this '
+                               'machine has none. Run without --amp on CPU.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif resume:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f'--resume checkpoint not found: {resume}')
+        cfg.resume, cfg.load_from = True, resume
+    if load_from:
+        cfg.load_from = load_from
+    if launcher != 'none' and not torch.cuda.is_available():
+        setup_cpu_distributed(cfg)
+    return cfg
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Let MMEngine's distributed path run on CPU.
+
+    MMEngine's ``pytorch`` launcher calls ``torch.cuda.set_device`` and wraps the model in
+    DDP with ``device_ids=[LOCAL_RANK]``; both fail without CUDA. We start the gloo process
+    group ourselves (MMEngine then skips its own init) and give DDP ``device_ids=None``.
+    """
+    import torch.distributed as dist
+    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if not dist.is_initialized():
+        if cfg.launcher == 'slurm':
+            # The slurm launcher sets RANK/WORLD_SIZE in the same way before init.
+            os.environ.setdefault('RANK', os.environ.get('SLURM_PROCID', '0'))
+            os.environ.setdefault('WORLD_SIZE', os.environ.get('SLURM_NTASKS', '1'))
+            os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+            os.environ.setdefault('MASTER_PORT', '29500')
+            if 'MASTER_ADDR' not in os.environ:
+                raise RuntimeError('set MASTER_ADDR for a CPU slurm run (the first node name)')
+        dist.init_process_group(backend='gloo')
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                 broadcast_buffers=False)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """``Runner.from_cfg``, honouring a ``runner_type`` in the config."""
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def add_submission_dump(cfg: Config, out_file: str) -> None:
+    """Append a ``MomentSubmissionDumper`` to the test evaluator (JSON-lines submission)."""
+    if not out_file.endswith('.jsonl'):
+        raise ValueError(f'--dump expects a .jsonl path, got {out_file}')
+    dumper = dict(type='MomentSubmissionDumper', out_file=out_file)
+    evaluator = cfg.test_evaluator
+    if isinstance(evaluator, (list, tuple)):
+        cfg.test_evaluator = list(evaluator) + [dumper]
+    elif evaluator.get('type', 'Evaluator') == 'Evaluator' and 'metrics' in evaluator:
+        metrics = evaluator['metrics']
+        metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+        evaluator['metrics'] = metrics + [dumper]
+    else:
+        cfg.test_evaluator = [evaluator, dumper]

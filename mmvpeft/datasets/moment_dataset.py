@@ -1,0 +1,179 @@
+"""Moment-retrieval dataset over JSON-lines annotations (TaCoS, Charades-STA, ActivityNet
+Captions, QVHighlights).
+
+Each line is ``{"qid", "query", "vid", "duration", "relevant_windows": [[start, end], ...]}``
+(the format of moment_detr and line/lighthouse). Features or frames are loaded by the
+pipeline, so one dataset class serves pre-extracted features and raw videos alike.
+"""
+import json
+import os.path as osp
+import warnings
+from typing import Callable, List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+
+from mmvpeft.registry import DATASETS
+
+
+class AnnotationError(ValueError):
+    """An annotation file has a malformed line; the message names file, line and field."""
+
+
+def _check_field(record: dict, key: str, types, ann_file: str, lineno: int):
+    if key not in record:
+        raise AnnotationError(f'{ann_file}:{lineno}: missing field "{key}" '
+                              f'(qid={record.get("qid")!r})')
+    if not isinstance(record[key], types):
+        raise AnnotationError(f'{ann_file}:{lineno}: field "{key}" should be {types}, '
+                              f'got {type(record[key]).__name__} (qid={record.get("qid")!r})')
+
+
+def clip_windows(windows: Sequence[Sequence[float]], duration: float):
+    """Clip windows to ``[0, duration]``.
+
+    Args:
+        windows: ``(K, 2)`` start/end pairs in seconds.
+        duration: video length in seconds.
+
+    Returns:
+        tuple: ``(kept (K', 2) float32 array, num_changed, num_dropped)``; windows that are
+        empty after clipping are dropped.
+    """
+    kept, changed, dropped = [], 0, 0
+    for start, end in windows:
+        s, e = max(0.0, float(start)), min(float(duration), float(end))
+        if (s, e) != (float(start), float(end)):
+            changed += 1
+        if e <= s:
+            dropped += 1
+            continue
+        kept.append((s, e))
+    return np.asarray(kept, dtype=np.float32).reshape(-1, 2), changed, dropped
+
+
+@DATASETS.register_module()
+class MomentRetrievalDataset(BaseDataset):
+    """Temporal language grounding over JSON-lines moment annotations.
+
+    Args:
+        ann_file: path of the ``.jsonl`` annotation file.
+        pipeline: transforms that load features (``LoadClipFeatures``, ``LoadTextFeatures``)
+            or frames (``LoadVideoClips``, ``CLIPTokenize``) and end with
+            ``PackMomentInputs``.
+        video_dir: folder of raw videos; sets ``video_path = video_dir/{vid}{video_ext}``.
+        video_ext: video file extension.
+        frame_dir: folder of cached frames; sets ``frame_dir = frame_dir/{vid}``.
+        require_windows: if True every query must carry ``relevant_windows``; test splits
+            without labels (QVHighlights test) set False and are only usable for submission.
+        skip_corrupt: in training, an item whose video cannot be read is skipped (with a
+            warning naming the file) and another one drawn. In test mode items are never
+            skipped silently: the error is raised, since a missing prediction changes metrics.
+        indices: optional subset (int: first N queries, or a list of indices).
+        test_mode: evaluation mode.
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 pipeline: List[Union[dict, Callable]] = (),
+                 video_dir: Optional[str] = None,
+                 video_ext: str = '.mp4',
+                 frame_dir: Optional[str] = None,
+                 require_windows: bool = True,
+                 skip_corrupt: bool = False,
+                 indices: Optional[Union[int, Sequence[int]]] = None,
+                 test_mode: bool = False,
+                 max_refetch: int = 100,
+                 **kwargs):
+        self.video_dir = video_dir
+        self.video_ext = video_ext
+        self.frame_dir = frame_dir
+        self.require_windows = require_windows
+        self.skip_corrupt = skip_corrupt
+        super().__init__(
+            ann_file=ann_file,
+            pipeline=list(pipeline),
+            indices=indices,
+            test_mode=test_mode,
+            max_refetch=max_refetch,
+            **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        ann_file = self.ann_file
+        if not osp.isfile(ann_file):
+            raise FileNotFoundError(
+                f'annotation file not found: {ann_file} (set ann_file in the dataset config; '
+                'see README "Data layout")')
+        data_list, n_changed, n_dropped_win, dropped_queries = [], 0, 0, []
+        with open(ann_file, encoding='utf-8') as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise AnnotationError(f'{ann_file}:{lineno}: invalid JSON ({e})') from e
+                for key, types in (('qid', (int, str)), ('query', str), ('vid', str),
+                                   ('duration', (int, float))):
+                    _check_field(record, key, types, ann_file, lineno)
+                duration = float(record['duration'])
+                if duration <= 0:
+                    raise AnnotationError(f'{ann_file}:{lineno}: duration must be > 0, got '
+                                          f'{duration} (qid={record["qid"]!r})')
+                raw = record.get('relevant_windows')
+                if raw is None:
+                    if self.require_windows:
+                        raise AnnotationError(
+                            f'{ann_file}:{lineno}: missing field "relevant_windows" '
+                            f'(qid={record["qid"]!r}); set require_windows=False for an '
+                            'unlabelled split')
+                    windows = np.zeros((0, 2), np.float32)
+                else:
+                    try:
+                        windows, changed, dropped = clip_windows(raw, duration)
+                    except (TypeError, ValueError) as e:
+                        raise AnnotationError(
+                            f'{ann_file}:{lineno}: "relevant_windows" must be a list of '
+                            f'[start, end] pairs (qid={record["qid"]!r})') from e
+                    n_changed += changed
+                    n_dropped_win += dropped
+                    if len(windows) == 0:
+                        dropped_queries.append(record['qid'])
+                        continue
+                info = dict(
+                    qid=record['qid'],
+                    query=record['query'].strip(),
+                    vid=record['vid'],
+                    duration=duration,
+                    gt_windows=windows)
+                if 'saliency_scores' in record:
+                    info['relevant_clip_ids'] = record.get('relevant_clip_ids')
+                    info['saliency_scores'] = record['saliency_scores']
+                if self.video_dir is not None:
+                    info['video_path'] = osp.join(self.video_dir, record['vid'] + self.video_ext)
+                if self.frame_dir is not None:
+                    info['frame_dir'] = osp.join(self.frame_dir, record['vid'])
+                data_list.append(info)
+        if n_changed or dropped_queries:
+            msg = (f'{ann_file}: clipped {n_changed} window(s) to [0, duration]; '
+                   f'{n_dropped_win} window(s) lay fully outside their video')
+            if dropped_queries:
+                msg += (f'; dropped {len(dropped_queries)} query(ies) left without a window '
+                        f'(first qids: {dropped_queries[:5]})')
+            warnings.warn(msg)
+        if not data_list:
+            raise AnnotationError(f'{ann_file}: no usable query')
+        return data_list
+
+    def prepare_data(self, idx):
+        try:
+            return super().prepare_data(idx)
+        except Exception as e:
+            # Imported lazily: the video stack is optional for feature-based configs.
+            from mmvpeft.datasets.transforms.video_loading import VideoReadError
+            if self.skip_corrupt and not self.test_mode and isinstance(e, VideoReadError):
+                print_log(f'skipping unreadable item {idx} (qid={self.get_data_info(idx)["qid"]}):'
+                          f' {e}', logger='current', level=30)
+                return None  # BaseDataset.__getitem__ draws another index
+            raise

@@ -1,0 +1,142 @@
+"""A deterministic synthetic moment-retrieval set in the public feature layout.
+
+Every video is a sequence of 2-second clip features: background noise, plus 2-3 events,
+each a "concept" vector present in the clips of its window. A query's text features contain
+that concept's word vector among filler words, so finding the queried moment is learnable
+(match the word to its visual concept, then localise it) while a random window scores low.
+
+Files are written once under ``data_root`` (atomically, so several processes may race) in
+exactly the layout real data uses::
+
+    data_root/annotations_{train,val}.jsonl
+    data_root/clip_features/{vid}.npz      ['features']          (T, video_dim)
+    data_root/text_features/qid{qid}.npz   ['last_hidden_state'] (L, text_dim)
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+
+import numpy as np
+
+from mmvpeft.registry import DATASETS
+from .moment_dataset import MomentRetrievalDataset
+
+_DEFAULTS = dict(
+    num_train_videos=320, num_val_videos=80, num_concepts=12, video_dim=64, text_dim=48,
+    num_fillers=24, clip_len=2.0, min_clips=20, max_clips=40, events=(2, 3),
+    event_clips=(2, 10), noise=0.6, seed=0)
+
+
+def _make_split(rng, num_videos, split, p, concept_v, concept_t, fillers, out):
+    records = []
+    for v in range(num_videos):
+        vid = f'{split}_{v:04d}'
+        num_clips = int(rng.integers(p['min_clips'], p['max_clips'] + 1))
+        duration = num_clips * p['clip_len'] - float(rng.uniform(0, p['clip_len']))
+        feat = rng.normal(0, p['noise'], (num_clips, p['video_dim']))
+        n_events = int(rng.integers(p['events'][0], p['events'][1] + 1))
+        concepts = rng.choice(p['num_concepts'], n_events, replace=False)
+        # Non-overlapping windows: cut the clip axis into n_events slots, one event each.
+        bounds = np.linspace(0, num_clips, n_events + 1).astype(int)
+        for k, c in enumerate(concepts):
+            lo, hi = bounds[k], bounds[k + 1]
+            length = int(rng.integers(p['event_clips'][0], min(p['event_clips'][1], hi - lo) + 1))
+            start = int(rng.integers(lo, hi - length + 1))
+            feat[start:start + length] += concept_v[c]
+            s = start * p['clip_len'] + float(rng.uniform(0, 0.5))
+            e = min((start + length) * p['clip_len'] - float(rng.uniform(0, 0.5)), duration)
+            words = list(rng.choice(p['num_fillers'], int(rng.integers(2, 7)), replace=True))
+            pos = int(rng.integers(0, len(words) + 1))
+            text = np.stack([fillers[w] for w in words[:pos]] + [concept_t[c]] +
+                            [fillers[w] for w in words[pos:]])
+            text = text + rng.normal(0, 0.1, text.shape)
+            qid = f'{vid}_{k}'
+            np.savez(osp.join(out, 'text_features', f'qid{qid}.npz'),
+                     last_hidden_state=text.astype(np.float32))
+            records.append(dict(qid=qid, query=f'concept {int(c)} happens', vid=vid,
+                                duration=round(duration, 3),
+                                relevant_windows=[[round(s, 3), round(e, 3)]]))
+        np.savez(osp.join(out, 'clip_features', f'{vid}.npz'), features=feat.astype(np.float32))
+    with open(osp.join(out, f'annotations_{split}.jsonl'), 'w') as f:
+        for r in records:
+            f.write(json.dumps(r) + '\n')
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ''
+
+
+def generate_synthetic_moments(data_root: str, **params) -> str:
+    """Write the synthetic set under ``data_root`` unless an identical one is there.
+
+    Args:
+        data_root: output folder.
+        **params: overrides of the generator parameters (see ``_DEFAULTS``).
+
+    Returns:
+        str: ``data_root``.
+    """
+    unknown = set(params) - set(_DEFAULTS)
+    if unknown:
+        raise TypeError(f'unknown synthetic-data parameter(s): {sorted(unknown)}')
+    p = {**_DEFAULTS, **params}
+    p['events'], p['event_clips'] = list(p['events']), list(p['event_clips'])
+    manifest = json.dumps(p, sort_keys=True)
+    stamp = osp.join(data_root, 'manifest.json')
+    if _read(stamp) == manifest:
+        return data_root
+    parent = osp.dirname(osp.abspath(data_root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.synthetic_', dir=parent)
+    try:
+        os.makedirs(osp.join(tmp, 'clip_features'))
+        os.makedirs(osp.join(tmp, 'text_features'))
+        rng = np.random.default_rng(p['seed'])
+        # Concepts are unit vectors scaled to stand out of the noise; fillers carry no signal.
+        concept_v = rng.normal(size=(p['num_concepts'], p['video_dim']))
+        concept_v *= 1.5 / np.linalg.norm(concept_v, axis=1, keepdims=True) * np.sqrt(
+            p['video_dim']) * p['noise'] / 2
+        concept_t = rng.normal(size=(p['num_concepts'], p['text_dim']))
+        fillers = rng.normal(size=(p['num_fillers'], p['text_dim']))
+        _make_split(rng, p['num_train_videos'], 'train', p, concept_v, concept_t, fillers, tmp)
+        _make_split(rng, p['num_val_videos'], 'val', p, concept_v, concept_t, fillers, tmp)
+        with open(osp.join(tmp, 'manifest.json'), 'w') as f:
+            f.write(manifest)
+        if _read(stamp) == manifest:  # another process finished the same set meanwhile
+            return data_root
+        if osp.isdir(data_root):  # a stale set written with other parameters
+            shutil.rmtree(data_root, ignore_errors=True)
+        try:
+            os.rename(tmp, data_root)
+        except OSError:
+            if _read(stamp) != manifest:  # not a lost race to an identical writer
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return data_root
+
+
+@DATASETS.register_module()
+class SyntheticMomentDataset(MomentRetrievalDataset):
+    """``MomentRetrievalDataset`` over the synthetic set, generated on first use.
+
+    Args:
+        data_root: where the files are written (and read back by the pipeline).
+        split: ``'train'`` or ``'val'``.
+        generator: overrides of the generator parameters.
+        **kwargs: passed to ``MomentRetrievalDataset`` (pipeline, test_mode, ...).
+    """
+
+    def __init__(self, data_root: str, split: str = 'train', generator: dict = None, **kwargs):
+        if split not in ('train', 'val'):
+            raise ValueError(f'split must be "train" or "val", got {split!r}')
+        generate_synthetic_moments(data_root, **(generator or {}))
+        super().__init__(
+            ann_file=osp.join(data_root, f'annotations_{split}.jsonl'), **kwargs)
+

@@ -1,0 +1,134 @@
+"""Load pre-extracted clip and text features in the layout of the public feature releases.
+
+Video: ``{feat_dir}/{vid}.npz['features']`` (or ``{vid}.npy``), one row per clip (2 s for
+TaCoS, Charades-STA, QVHighlights). Text: ``{feat_dir}/qid{qid}.npz['last_hidden_state']``.
+Several video sources (CLIP + SlowFast) are concatenated along the channel axis.
+"""
+import os.path as osp
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+
+from mmvpeft.registry import TRANSFORMS
+
+
+def _load_array(stem: str, key: str, qid, vid) -> np.ndarray:
+    """Load ``stem.npz[key]`` or ``stem.npy``; errors name the file and the query."""
+    for path in (stem + '.npz', stem + '.npy'):
+        if osp.isfile(path):
+            break
+    else:
+        raise FileNotFoundError(f'feature file not found: {stem}.npz (or .npy), needed by '
+                                f'qid={qid!r} vid={vid!r}')
+    try:
+        if path.endswith('.npy'):
+            return np.load(path)
+        with np.load(path) as data:
+            if key not in data:
+                raise KeyError(f'feature file {path} (qid={qid!r}) has no key "{key}"; '
+                               f'keys: {list(data.keys())}')
+            return data[key]
+    except (OSError, ValueError) as e:
+        raise OSError(f'cannot read feature file {path} (qid={qid!r}): {e}') from e
+
+
+def uniform_subsample(num: int, max_num: Optional[int]) -> np.ndarray:
+    """Indices of ``max_num`` evenly spaced items out of ``num`` (all if ``num <= max_num``)."""
+    if max_num is None or num <= max_num:
+        return np.arange(num)
+    return np.floor((np.arange(max_num) + 0.5) * num / max_num).astype(np.int64)
+
+
+@TRANSFORMS.register_module()
+class LoadClipFeatures(BaseTransform):
+    """Load per-clip video features for ``results['vid']``.
+
+    Args:
+        feat_dirs: one folder or several (their features are concatenated; lengths that
+            differ by rounding are cut to the shortest).
+        key: array name inside ``.npz`` files.
+        clip_len: seconds per feature row.
+        max_clips: if the video has more clips, evenly subsample them; ``clip_len_eff``
+            records the seconds each kept row stands for.
+        l2_normalize: L2-normalise each source per row (as moment_detr does).
+
+    Adds:
+        video_feat (T, D) float32, num_clips, clip_len, clip_len_eff.
+    """
+
+    def __init__(self,
+                 feat_dirs: Union[str, Sequence[str]],
+                 key: str = 'features',
+                 clip_len: float = 2.0,
+                 max_clips: Optional[int] = None,
+                 l2_normalize: bool = True):
+        self.feat_dirs = [feat_dirs] if isinstance(feat_dirs, str) else list(feat_dirs)
+        self.key = key
+        self.clip_len = clip_len
+        self.max_clips = max_clips
+        self.l2_normalize = l2_normalize
+
+    def transform(self, results: dict) -> dict:
+        feats = []
+        for d in self.feat_dirs:
+            f = _load_array(osp.join(d, results['vid']), self.key, results.get('qid'),
+                            results['vid']).astype(np.float32)
+            if f.ndim != 2 or len(f) == 0:
+                raise ValueError(f'video features of vid={results["vid"]!r} in {d} must be a '
+                                 f'non-empty (T, D) array, got shape {f.shape}')
+            if self.l2_normalize:
+                f = f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-6)
+            feats.append(f)
+        num = min(len(f) for f in feats)
+        feat = np.concatenate([f[:num] for f in feats], axis=-1)
+        keep = uniform_subsample(num, self.max_clips)
+        results['video_feat'] = feat[keep]
+        results['num_clips'] = len(keep)
+        results['clip_len'] = self.clip_len
+        results['clip_len_eff'] = self.clip_len * num / len(keep)
+        return results
+
+    def __repr__(self):
+        return (f'{self.__class__.__name__}(feat_dirs={self.feat_dirs}, key={self.key!r}, '
+                f'clip_len={self.clip_len}, max_clips={self.max_clips})')
+
+
+@TRANSFORMS.register_module()
+class LoadTextFeatures(BaseTransform):
+    """Load per-token query features from ``{feat_dir}/{prefix}{qid}.npz[key]``.
+
+    Adds:
+        text_feat (L, D) float32, L <= max_len.
+    """
+
+    def __init__(self,
+                 feat_dir: str,
+                 key: str = 'last_hidden_state',
+                 prefix: str = 'qid',
+                 max_len: int = 32,
+                 l2_normalize: bool = True):
+        self.feat_dir = feat_dir
+        self.key = key
+        self.prefix = prefix
+        self.max_len = max_len
+        self.l2_normalize = l2_normalize
+
+    def transform(self, results: dict) -> dict:
+        qid = results['qid']
+        f = _load_array(osp.join(self.feat_dir, f'{self.prefix}{qid}'), self.key, qid,
+                        results.get('vid')).astype(np.float32)
+        if f.ndim == 3 and f.shape[0] == 1:  # some releases keep a batch axis
+            f = f[0]
+        if f.ndim != 2 or len(f) == 0:
+            raise ValueError(f'text features of qid={qid!r} must be a non-empty (L, D) array, '
+                             f'got shape {f.shape}')
+        f = f[:self.max_len]
+        if self.l2_normalize:
+            f = f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-6)
+        results['text_feat'] = f
+        return results
+
+    def __repr__(self):
+        return (f'{self.__class__.__name__}(feat_dir={self.feat_dir!r}, key={self.key!r}, '
+                f'max_len={self.max_len})')

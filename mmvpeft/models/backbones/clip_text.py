@@ -1,0 +1,140 @@
+"""CLIP text tower with optional READ adapters over words."""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from mmvpeft.models.adapters.inject import (ReadSequenceContext, inject_read_adapters,
+                                            read_blocks, read_context)
+from mmvpeft.models.adapters.read_adapter import ReadAdapter, lengths_from_mask
+from mmvpeft.registry import MODELS
+from .open_clip_utils import create_open_clip
+
+
+@MODELS.register_module()
+class CLIPTextBackbone(BaseModule):
+    """Per-token and pooled CLIP text features, READ-adapted over words.
+
+    Keeps only the text tower, under the CLIP names (``token_embedding``,
+    ``positional_embedding``, ``transformer``, ``ln_final``,
+    ``text_projection``), so the backbone's state dict keys are the CLIP
+    checkpoint's text keys plus the adapters'. Batches may be padded to any
+    length up to the context length: the causal attention mask of CLIP and the
+    length-masked adapters keep padding out of every valid position, so the
+    result equals ``encode_text`` on fixed-length (77) input.
+
+    Args:
+        model_name, pretrained, model_cfg, frozen, adapter, adapter_layers,
+        init_cfg: as in :class:`CLIPVisionBackbone`; the adapters run their
+            recurrence over words, masked by ``text_mask``.
+    """
+
+    def __init__(self,
+                 model_name: str = 'ViT-B-32',
+                 pretrained: Optional[str] = None,
+                 model_cfg: Optional[dict] = None,
+                 frozen: bool = True,
+                 adapter: Optional[dict] = None,
+                 adapter_layers: Sequence[int] = (-1, ),
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg)
+        if clip.attn_mask is None:
+            # Without a causal mask, valid tokens attend to padding, so per-batch
+            # padding would change the pretrained model's outputs.
+            raise ValueError('CLIPTextBackbone needs a causal text tower (no_causal_mask=False)')
+        if clip.text_pool_type not in ('argmax', 'eos'):
+            raise ValueError(f"text pool type {clip.text_pool_type!r} is not supported; "
+                             "CLIPTextBackbone pools the EOT token ('argmax'/'eos')")
+        if not clip.transformer.batch_first:
+            raise ValueError('CLIPTextBackbone needs a batch_first open_clip transformer')
+        self.token_embedding = clip.token_embedding
+        self.positional_embedding = clip.positional_embedding
+        self.transformer = clip.transformer
+        self.ln_final = clip.ln_final
+        self.text_projection = clip.text_projection
+        self.register_buffer('attn_mask', clip.attn_mask, persistent=False)
+        self.context_length = clip.context_length
+        self.width = clip.transformer.width
+        proj = clip.text_projection
+        if proj is None:
+            self.embed_dim = self.width
+        else:
+            self.embed_dim = proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
+        del clip  # drops the image tower
+        self.frozen = frozen
+
+        if frozen:
+            self.requires_grad_(False)
+        if adapter is not None:
+            # Injected after freezing, so new adapter params stay trainable.
+            inject_read_adapters(self.transformer.resblocks, adapter_layers, adapter, self.width)
+        self.state_dim = self.adapters[0].hidden_dim if self.adapters else None
+        self.train(self.training)
+
+    @property
+    def adapters(self) -> List[ReadAdapter]:
+        """The READ adapters, in block order."""
+        return [b.read_adapter for b in read_blocks(self.transformer.resblocks)]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            # Frozen CLIP stays deterministic in training; adapters follow `mode`.
+            for module in self.children():
+                module.eval()
+            for adapter in self.adapters:
+                adapter.train(mode)
+        return self
+
+    def forward(self, text_tokens: torch.Tensor,
+                text_mask: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
+        """Encodes a batch of tokenised queries.
+
+        Args:
+            text_tokens (Tensor): (B, L) int64 token ids (CLIP tokenizer; EOT is
+                the last valid token), L <= context length.
+            text_mask (Tensor): (B, L) bool, True up to and including EOT,
+                right-padded.
+
+        Returns:
+            dict:
+                - feats (Tensor): (B, L, W) per-token features after ``ln_final``.
+                - pooled (Tensor): (B, E) projected EOT feature (as
+                  ``encode_text``, not L2-normalised).
+                - mask (Tensor): (B, L) bool, the valid-token mask.
+                - states (Tensor | None): (B, L, r) recurrent states of the
+                  last adapted layer, with graph, zeros at padding; None
+                  without adapters.
+        """
+        if text_tokens.dim() != 2:
+            raise ValueError(f'text_tokens must be (B, L), got {tuple(text_tokens.shape)}')
+        b, length = text_tokens.shape
+        if length > self.context_length:
+            raise ValueError(f'{length} tokens exceed the context length {self.context_length}')
+        if text_mask.shape != text_tokens.shape:
+            raise ValueError(f'text_mask {tuple(text_mask.shape)} does not match '
+                             f'text_tokens {tuple(text_tokens.shape)}')
+        text_mask = text_mask.bool()
+        lengths = lengths_from_mask(text_mask)
+        if (lengths == 0).any():
+            raise ValueError('every query needs at least one valid token (its EOT)')
+
+        cast_dtype = self.transformer.get_cast_dtype()
+        x = self.token_embedding(text_tokens).to(cast_dtype)
+        x = x + self.positional_embedding[:length].to(cast_dtype)
+        ctx = ReadSequenceContext(mask=text_mask)
+        with read_context(self.transformer.resblocks, ctx):
+            x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
+        feats = self.ln_final(x)
+
+        # EOT is the last valid token; indexing by the mask (not argmax of ids)
+        # keeps whatever sits in the padding out of the pooled feature.
+        pooled = feats[torch.arange(b, device=feats.device), lengths - 1]
+        if isinstance(self.text_projection, nn.Linear):
+            pooled = self.text_projection(pooled)
+        elif self.text_projection is not None:
+            pooled = pooled @ self.text_projection
+        states = ctx.states[-1] if ctx.states else None
+        return dict(feats=feats, pooled=pooled, mask=text_mask, states=states)

@@ -1,0 +1,45 @@
+"""Trainable / total parameter counts per module group: the PETL number users look for first."""
+from typing import List, Tuple
+
+from torch import nn
+
+
+def _count(module: nn.Module) -> Tuple[int, int]:
+    total = trainable = 0
+    for p in module.parameters():
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def parameter_report(model: nn.Module, depth: int = 2) -> Tuple[List[tuple], str]:
+    """Rows ``(group, trainable, total)`` and a printable table.
+
+    Groups are the model's top-level children; a child that mixes frozen and trainable
+    parameters (a frozen backbone with adapters) is broken down to its children that hold
+    trainable ones, down to ``depth`` levels, so adapters show up by name.
+
+    Returns:
+        tuple: rows (last row ``'total'``) and the table as text.
+    """
+    rows = []
+
+    def visit(name, module, level):
+        trainable, total = _count(module)
+        if total == 0:
+            return
+        rows.append((name, trainable, total))
+        if level < depth and 0 < trainable < total:
+            for child_name, child in module.named_children():
+                if _count(child)[0] > 0:
+                    visit(f'{name}.{child_name}', child, level + 1)
+
+    for name, child in model.named_children():
+        visit(name, child, 1)
+    trainable, total = _count(model)
+    rows.append(('total', trainable, total))
+    width = max(len(r[0]) for r in rows)
+    lines = [f'{"module":<{width}}  {"trainable":>12}  {"total":>12}  {"share":>8}']
+    for name, t, n in rows:
+        lines.append(f'{name:<{width}}  {t:>12,}  {n:>12,}  {100 * t / max(n, 1):>7.3f}%')
+    return rows, '\n'.join(lines)
