@@ -9,6 +9,9 @@ POT's multiplicative solver is still exact) and uniform weights. Each solver
 runs ``iters`` iterations with no early stopping; POT gets the very same
 float cost values (cast to float64 NumPy, its usual path) one sample at a
 time. Reported times are per batch, in milliseconds, after one warm-up run.
+On a shared or small machine prefix ``OMP_NUM_THREADS=1``: it pins both torch
+and NumPy's BLAS (used by POT) to one thread, and contended OpenMP threads
+otherwise make timings swing by 10x or more.
 
 Another script can call :func:`run_benchmark` directly::
 

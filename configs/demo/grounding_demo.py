@@ -10,9 +10,11 @@ video_dim, text_dim = 64, 48  # sizes of the synthetic clip / word features
 model = dict(
     type='MomentRetriever',
     encoder=dict(type='CrossModalEncoder', video_dim=video_dim, text_dim=text_dim, dim=64,
-                 num_heads=4, num_text_layers=1, num_video_layers=1, num_fusion_layers=2,
-                 dropout=0.1),
-    head=dict(type='DenseMomentHead', in_dim=64, hidden_dim=64),
+                 num_heads=4, fusion='joint', num_fusion_layers=3, dropout=0.0),
+    head=dict(type='DenseMomentHead', in_dim=64, hidden_dim=64,
+              loss_cls=dict(type='SigmoidFocalLoss', gamma=0.0, alpha=None),
+              loss_reg=dict(type='L1BoundaryLoss', loss_weight=0.2),
+              loss_iou=dict(type='GIoU1DLoss', loss_weight=1.0)),
     test_cfg=dict(nms_thr=0.7, max_windows=10),
 )
 
@@ -42,8 +44,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='MomentRetrievalMetric', chance_draws=20)
 test_evaluator = val_evaluator
 
-max_epochs = 25
-train_cfg = dict(max_epochs=max_epochs, val_interval=5)
+max_epochs = 40
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=2,
          convert_to_iter_based=True),
@@ -52,4 +54,4 @@ param_scheduler = [
 ]
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(interval=5, save_best='R1@0.5', rule='greater'))
+                     checkpoint=dict(interval=10, save_best='R1@0.5', rule='greater'))

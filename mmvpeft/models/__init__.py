@@ -1,3 +1,5 @@
+from .adapters import *  # noqa: F401,F403
+from .backbones import *  # noqa: F401,F403
 from .encoders import *  # noqa: F401,F403
 from .groundings import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403

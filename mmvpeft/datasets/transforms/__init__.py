@@ -1,4 +1,11 @@
+# video_loading imports cv2 at module level and decord only when a video is read: decord
+# exports an old zlib that breaks cv2's PNG reader if decord is loaded first.
 from .feature_loading import LoadClipFeatures, LoadTextFeatures
 from .formatting import PackMomentInputs
+from .tokenize import CLIPTokenize
+from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoCenterCrop,
+                            VideoReadError, VideoResize)
 
-__all__ = ['LoadClipFeatures', 'LoadTextFeatures', 'PackMomentInputs']
+__all__ = ['LoadClipFeatures', 'LoadTextFeatures', 'PackMomentInputs', 'CLIPTokenize',
+           'FormatVideo', 'LoadFrameFolder', 'LoadVideoClips', 'VideoCenterCrop',
+           'VideoReadError', 'VideoResize']

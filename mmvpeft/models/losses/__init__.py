@@ -1,4 +1,5 @@
 from .boundary_losses import GIoU1DLoss, L1BoundaryLoss
 from .focal_loss import SigmoidFocalLoss
+from .pvla_loss import PVLALoss
 
-__all__ = ['GIoU1DLoss', 'L1BoundaryLoss', 'SigmoidFocalLoss']
+__all__ = ['GIoU1DLoss', 'L1BoundaryLoss', 'SigmoidFocalLoss', 'PVLALoss']

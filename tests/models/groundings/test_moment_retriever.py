@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+
+from mmvpeft.models import MomentRetriever
+
+ENC = dict(type='CrossModalEncoder', video_dim=6, text_dim=5, dim=16, num_heads=2,
+           dropout=0.0)
+HEAD = dict(type='DenseMomentHead', in_dim=16, hidden_dim=16)
+
+
+def _batch(b=2, t=8, length=4):
+    torch.manual_seed(0)
+    mask = torch.ones(b, t, dtype=torch.bool)
+    mask[1, 5:] = False
+    inputs = dict(video_feat=torch.randn(b, t, 6), video_mask=mask,
+                  text_feat=torch.randn(b, length, 5), text_mask=torch.ones(b, length, dtype=bool))
+    samples = [dict(qid=i, gt_windows=np.array([[2.0, 6.0]]), clip_len=2.0,
+                    num_clips=int(mask[i].sum()), duration=float(mask[i].sum() * 2))
+               for i in range(b)]
+    return inputs, samples
+
+
+def test_modes_and_explicit_loss_sum():
+    model = MomentRetriever(ENC, HEAD)
+    inputs, samples = _batch()
+    assert set(model(inputs, samples, 'tensor')) == {'logits', 'dist'}
+    losses = model(inputs, samples, 'loss')
+    assert set(losses) == set(model.loss_keys) == {'loss_cls', 'loss_reg', 'loss_iou'}
+    total, log_vars = model.parse_losses(losses)
+    torch.testing.assert_close(total, sum(losses.values()))
+    assert set(log_vars) == {'loss', 'loss_cls', 'loss_reg', 'loss_iou'}
+    model.eval()
+    preds = model(inputs, samples, 'predict')
+    assert preds[1]['qid'] == 1 and len(preds[1]['pred_saliency_scores']) == 5
+    with pytest.raises(ValueError, match='unknown mode'):
+        model(inputs, samples, 'nope')
+
+
+def test_undeclared_loss_is_an_error_not_silently_summed():
+    model = MomentRetriever(ENC, HEAD)
+    inputs, samples = _batch()
+    losses = model(inputs, samples, 'loss')
+    losses['loss_extra'] = torch.tensor(1.0)
+    with pytest.raises(KeyError, match='loss_extra'):
+        model.parse_losses(losses)
+
+
+def test_padding_does_not_change_valid_outputs():
+    model = MomentRetriever(ENC, HEAD).eval()
+    inputs, samples = _batch()
+    out = model(inputs, samples, 'tensor')['logits']
+    inputs['video_feat'][1, 5:] = 1e3  # garbage in padded clips
+    out2 = model(inputs, samples, 'tensor')['logits']
+    torch.testing.assert_close(out[1, :5], out2[1, :5])
+
+
+def test_pvla_from_encoder_adapters_is_a_separate_key():
+    adapter = dict(type='ReadAdapter', hidden_dim=4)
+    model = MomentRetriever(dict(ENC, adapter=adapter), HEAD,
+                            pvla_loss=dict(type='PVLALoss', num_iters=20), pvla_source='encoder')
+    inputs, samples = _batch()
+    losses = model(inputs, samples, 'loss')
+    assert 'loss_pvla' in losses and model.loss_keys[-1] == 'loss_pvla'
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    for layer in list(model.encoder.text_layers) + list(model.encoder.video_layers):
+        assert layer.adapter.down.weight.grad.abs().sum() > 0
+
+
+def test_pvla_without_adapters_is_a_clear_error():
+    model = MomentRetriever(ENC, HEAD, pvla_loss=dict(type='PVLALoss'), pvla_source='encoder')
+    inputs, samples = _batch()
+    with pytest.raises(RuntimeError, match='no READ adapter states'):
+        model(inputs, samples, 'loss')
+
+
+def test_trainable_only_checkpoint_round_trip():
+    model = MomentRetriever(ENC, HEAD)
+    for p in model.encoder.video_proj.parameters():  # pretend this part is a frozen backbone
+        p.requires_grad_(False)
+    sd = model.state_dict()
+    assert not any(k.startswith('encoder.video_proj.') for k in sd)
+    assert 'head.cls_branch.0.weight' in sd
+    other = MomentRetriever(ENC, HEAD)
+    for p in other.encoder.video_proj.parameters():
+        p.requires_grad_(False)
+    frozen_before = {k: v.clone() for k, v in other.encoder.video_proj.state_dict().items()}
+    result = other.load_state_dict(sd, strict=True)  # frozen keys are filled, not "missing"
+    assert not result.missing_keys
+    for k, v in other.encoder.video_proj.state_dict().items():
+        torch.testing.assert_close(v, frozen_before[k])
+    torch.testing.assert_close(other.head.cls_branch[0].weight, model.head.cls_branch[0].weight)
+    # A checkpoint that lacks a trainable weight is still reported.
+    sd.pop('head.cls_branch.0.weight')
+    with pytest.raises(RuntimeError, match='head.cls_branch.0.weight'):
+        other.load_state_dict(sd, strict=True)
