@@ -8,7 +8,7 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-from mmvpeft.apis import add_submission_dump, build_runner, load_config
+from mmvpeft.apis import add_submission_dump, build_runner, destroy_distributed, load_config
 
 
 def parse_args(argv=None):
@@ -36,7 +36,10 @@ def main(argv=None):
                       load_from=args.checkpoint)
     if args.dump:
         add_submission_dump(cfg, args.dump)
-    return build_runner(cfg).test()
+    try:
+        return build_runner(cfg).test()
+    finally:
+        destroy_distributed()
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ import argparse
 
 from mmengine.config import DictAction
 
-from mmvpeft.apis import build_runner, load_config
+from mmvpeft.apis import build_runner, destroy_distributed, load_config
 
 
 def parse_args(argv=None):
@@ -31,7 +31,10 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher, args.amp,
                       args.resume, args.load_from)
-    build_runner(cfg).train()
+    try:
+        build_runner(cfg).train()
+    finally:
+        destroy_distributed()
 
 
 if __name__ == '__main__':

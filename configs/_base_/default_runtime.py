@@ -8,8 +8,12 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
-# Logs trainable / total parameters per module group when training starts.
-custom_hooks = [dict(type='ParameterReportHook')]
+custom_hooks = [
+    # Logs trainable / total parameters per module group when training starts.
+    dict(type='ParameterReportHook'),
+    # Keeps checkpoints loadable with torch.load(weights_only=True) (resume, load_from).
+    dict(type='SafeCheckpointHook'),
+]
 
 # dist_cfg backend: tools/train.py switches nccl to gloo on machines without CUDA.
 env_cfg = dict(

@@ -1,3 +1,5 @@
-from .runner import add_submission_dump, build_runner, load_config, setup_cpu_distributed
+from .runner import (add_submission_dump, build_runner, destroy_distributed, load_config,
+                     setup_cpu_distributed)
 
-__all__ = ['add_submission_dump', 'build_runner', 'load_config', 'setup_cpu_distributed']
+__all__ = ['add_submission_dump', 'build_runner', 'destroy_distributed', 'load_config',
+           'setup_cpu_distributed']

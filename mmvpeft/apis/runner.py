@@ -77,6 +77,19 @@ def setup_cpu_distributed(cfg: Config) -> None:
                                  broadcast_buffers=False)
 
 
+def destroy_distributed() -> None:
+    """Tear down the process group before exit.
+
+    MMEngine never destroys it; with gloo, its threads are then still joinable when the
+    interpreter exits and a rank can abort ("terminate called without an active exception")
+    after training finished, failing the whole torchrun job.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def build_runner(cfg: Config) -> Runner:
     """``Runner.from_cfg``, honouring a ``runner_type`` in the config."""
     if 'runner_type' in cfg:

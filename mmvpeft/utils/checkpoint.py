@@ -19,13 +19,11 @@ from mmengine.fileio.backends import LocalBackend, register_backend
 
 
 def _numpy_safe_globals() -> list:
-    kinds = [np.dtype, np.ndarray, np.core.multiarray._reconstruct if hasattr(np, 'core')
-             else np._core.multiarray._reconstruct]
-    try:  # numpy >= 2 keeps the scalar reconstructor in numpy._core
-        from numpy._core.multiarray import scalar
+    try:  # numpy >= 2 keeps the reconstructors in numpy._core
+        from numpy._core.multiarray import _reconstruct, scalar
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import scalar
-    kinds.append(scalar)
+        from numpy.core.multiarray import _reconstruct, scalar
+    kinds = [np.dtype, np.ndarray, _reconstruct, scalar]
     # Concrete dtype classes (numpy >= 1.25 pickles dtypes as e.g. numpy.dtypes.Float64DType).
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:

@@ -3,11 +3,14 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
+
+import mmvpeft  # noqa: F401  (allow-lists the types MMEngine checkpoints hold)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -61,8 +64,8 @@ def test_train_resume_test_and_dump(tmp_path):
     log_dirs = sorted(d for d in os.listdir(work) if osp.isdir(osp.join(work, d)))
     with open(osp.join(work, log_dirs[-1], f'{log_dirs[-1]}.log')) as f:
         log = f.read()
-    assert 'resumed epoch: 2' in log and 'Epoch(train)  [3]' in log
-    assert 'Epoch(train)  [1]' not in log
+    assert 'resumed epoch: 2' in log and re.search(r'Epoch\(train\)\s+\[3\]', log)
+    assert not re.search(r'Epoch\(train\)\s+\[1\]', log)
 
     out = str(tmp_path / 'preds' / 'sub.jsonl')
     metrics = test.main([DEMO, osp.join(work, 'epoch_3.pth'), '--work-dir', work,
@@ -142,7 +145,11 @@ def test_amp_on_cpu_is_a_clear_error(tmp_path):
 def test_two_processes_match_one(tmp_path):
     """gloo DDP with 2 x batch 4 ends with the same weights as 1 process with batch 8."""
     data = str(tmp_path / 'data')
+    # SGD: its update is linear in the gradient, so float-level differences in the all-reduced
+    # gradient stay float-level (Adam divides by sqrt(v) and inflates them for ~0 gradients).
     common = ['model.encoder.dropout=0.0', 'train_dataloader.sampler.seed=0',
+              'optim_wrapper.optimizer.type=SGD', 'optim_wrapper.optimizer.lr=0.1',
+              'optim_wrapper.optimizer.weight_decay=0.0',
               'train_dataloader.dataset.indices=16', 'val_dataloader.dataset.indices=4',
               'default_hooks.checkpoint.save_best=None']
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO_ROOT)
@@ -158,4 +165,4 @@ def test_two_processes_match_one(tmp_path):
     a, b = _state(tmp_path / 'one' / 'epoch_2.pth'), _state(tmp_path / 'two' / 'epoch_2.pth')
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)

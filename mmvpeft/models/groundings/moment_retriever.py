@@ -84,7 +84,9 @@ class MomentRetriever(BaseModel):
             text, text_states = out['feats'], out.get('states')
         else:
             text = inputs['text_feat']
-        enc = self.encoder(video.float(), video_mask, text.float(), text_mask)
+        # Backbones may run in half precision; the encoder takes its own dtype.
+        dtype = next(self.encoder.parameters()).dtype
+        enc = self.encoder(video.to(dtype), video_mask, text.to(dtype), text_mask)
         if self.pvla_source == 'backbone':
             enc['video_states'], enc['text_states'] = video_states, text_states
         enc.update(video_mask=video_mask, text_mask=text_mask)

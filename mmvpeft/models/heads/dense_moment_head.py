@@ -63,12 +63,8 @@ class DenseMomentHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
 
         def branch(out_dim):
-            mods, dim = [], in_dim
-            for _ in range(num_convs):
-                mods += [nn.Conv1d(dim, hidden_dim, 3, padding=1), nn.GELU()]
-                dim = hidden_dim
-            mods.append(nn.Conv1d(dim, out_dim, 3, padding=1))
-            return nn.Sequential(*mods)
+            dims = [in_dim] + [hidden_dim] * num_convs + [out_dim]
+            return nn.ModuleList(nn.Conv1d(i, o, 3, padding=1) for i, o in zip(dims, dims[1:]))
 
         self.cls_branch, self.reg_branch = branch(1), branch(2)
         self.losses = nn.ModuleDict()
@@ -86,8 +82,21 @@ class DenseMomentHead(BaseModule):
     def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> dict:
         """Args: feats ``(B, T, D)``, mask ``(B, T)``.
         Returns: ``logits (B, T)`` and ``dist (B, T, 2)`` non-negative, in clip units."""
-        x = (feats * mask[..., None]).transpose(1, 2)
-        return dict(logits=self.cls_branch(x)[:, 0], dist=F.softplus(self.reg_branch(x)).transpose(1, 2))
+        x = feats.transpose(1, 2)
+        m = mask[:, None].to(x.dtype)
+        return dict(logits=self._run(self.cls_branch, x, m)[:, 0],
+                    dist=F.softplus(self._run(self.reg_branch, x, m)).transpose(1, 2))
+
+    @staticmethod
+    def _run(convs: nn.ModuleList, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        # Re-mask before every conv: a padded position must look like the conv's own zero
+        # padding, else a clip's output depends on how much its batch was padded (and
+        # data-parallel shards would disagree with a single process).
+        for i, conv in enumerate(convs):
+            x = conv(x * m)
+            if i < len(convs) - 1:
+                x = F.gelu(x)
+        return x
 
     def loss(self, outputs: dict, mask: torch.Tensor, data_samples: List[dict]) -> dict:
         fg, dist = build_targets(data_samples, mask.shape[1], mask.device)

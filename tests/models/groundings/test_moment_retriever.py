@@ -55,9 +55,28 @@ def test_padding_does_not_change_valid_outputs():
     torch.testing.assert_close(out[1, :5], out2[1, :5])
 
 
+@pytest.mark.parametrize('fusion', ['joint', 'cross'])
+def test_outputs_independent_of_batch_padding(fusion):
+    """A sample alone and in a padded batch gives the same outputs and losses (float64)."""
+    model = MomentRetriever(dict(ENC, fusion=fusion, num_text_layers=1, num_video_layers=1),
+                            HEAD).double().eval()
+    inputs, samples = _batch()
+    inputs = {k: v.double() if v.is_floating_point() else v for k, v in inputs.items()}
+    alone = {k: v[1:2, :5] if k.startswith('video') else v[1:2] for k, v in inputs.items()}
+    batched = model(inputs, samples, 'tensor')
+    single = model(alone, samples[1:], 'tensor')
+    torch.testing.assert_close(batched['logits'][1, :5], single['logits'][0])
+    torch.testing.assert_close(batched['dist'][1, :5], single['dist'][0])
+    loss_b = model(inputs, samples, 'loss')
+    loss_0 = model({k: v[:1] for k, v in inputs.items()}, samples[:1], 'loss')
+    loss_1 = model(alone, samples[1:], 'loss')
+    for k in loss_b:  # per-sample normalisation: the batch loss is the mean of its samples'
+        torch.testing.assert_close(loss_b[k], (loss_0[k] + loss_1[k]) / 2)
+
+
 def test_pvla_from_encoder_adapters_is_a_separate_key():
     adapter = dict(type='ReadAdapter', hidden_dim=4)
-    model = MomentRetriever(dict(ENC, adapter=adapter), HEAD,
+    model = MomentRetriever(dict(ENC, adapter=adapter, num_text_layers=1, num_video_layers=1), HEAD,
                             pvla_loss=dict(type='PVLALoss', num_iters=20), pvla_source='encoder')
     inputs, samples = _batch()
     losses = model(inputs, samples, 'loss')
