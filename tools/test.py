@@ -14,7 +14,8 @@ from mmvpeft.apis import add_submission_dump, build_runner, destroy_distributed,
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test a mmvpeft model')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file, or "none" to evaluate the model '
+                        'as built (pretrained backbones, untrained head): a reference point')
     parser.add_argument('--work-dir', help='folder for logs')
     parser.add_argument('--dump', metavar='FILE.jsonl',
                         help='write predictions in the moment_detr / QVHighlights submission '
@@ -30,10 +31,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    if checkpoint and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
     cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher,
-                      load_from=args.checkpoint)
+                      load_from=checkpoint)
     if args.dump:
         add_submission_dump(cfg, args.dump)
     try:

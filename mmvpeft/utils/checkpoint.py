@@ -66,4 +66,5 @@ class AtomicLocalBackend(LocalBackend):
 
 def use_atomic_checkpoint_writes() -> None:
     """Make MMEngine's local backend (used by ``CheckpointHook``) write atomically."""
-    register_backend('local', AtomicLocalBackend, force=True)
+    # Plain paths resolve through the '' prefix, so it must be remapped too.
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')

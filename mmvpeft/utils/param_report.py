@@ -12,12 +12,14 @@ def _count(module: nn.Module) -> Tuple[int, int]:
     return trainable, total
 
 
-def parameter_report(model: nn.Module, depth: int = 2) -> Tuple[List[tuple], str]:
+def parameter_report(model: nn.Module, depth: int = 2,
+                     kinds: Tuple[str, ...] = ('ReadAdapter', )) -> Tuple[List[tuple], str]:
     """Rows ``(group, trainable, total)`` and a printable table.
 
     Groups are the model's top-level children; a child that mixes frozen and trainable
     parameters (a frozen backbone with adapters) is broken down to its children that hold
-    trainable ones, down to ``depth`` levels, so adapters show up by name.
+    trainable ones, down to ``depth`` levels. Each module class named in ``kinds`` adds a
+    row ``[ClassName x N]`` summing all its instances (e.g. every READ adapter).
 
     Returns:
         tuple: rows (last row ``'total'``) and the table as text.
@@ -36,6 +38,12 @@ def parameter_report(model: nn.Module, depth: int = 2) -> Tuple[List[tuple], str
 
     for name, child in model.named_children():
         visit(name, child, 1)
+    for kind in kinds:
+        found = [m for m in model.modules() if type(m).__name__ == kind]
+        if found:
+            counts = [_count(m) for m in found]
+            rows.append((f'[{kind} x {len(found)}]', sum(c[0] for c in counts),
+                         sum(c[1] for c in counts)))
     trainable, total = _count(model)
     rows.append(('total', trainable, total))
     width = max(len(r[0]) for r in rows)

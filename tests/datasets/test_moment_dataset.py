@@ -141,3 +141,11 @@ def test_max_clips_keeps_seconds_mapping(tmp_path):
     sample = ds[0]['data_samples']
     assert ds[0]['inputs']['video_feat'].shape[0] == 3
     assert sample['clip_len'] == pytest.approx(4.0)  # 6 clips of 2 s kept as 3 of 4 s
+
+
+def test_missing_feature_folder_says_what_goes_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r'video feature .*\{vid\}\.npz.*"features".*'
+                                                r'2 s clip.*README'):
+        LoadClipFeatures(str(tmp_path / 'clip_features'))
+    with pytest.raises(FileNotFoundError, match=r'text feature .*qid\{qid\}\.npz'):
+        LoadTextFeatures(str(tmp_path / 'txt'))

@@ -33,6 +33,12 @@ def _load_array(stem: str, key: str, qid, vid) -> np.ndarray:
         raise OSError(f'cannot read feature file {path} (qid={qid!r}): {e}') from e
 
 
+def _check_dir(path: str, what: str) -> None:
+    if not osp.isdir(path):
+        raise FileNotFoundError(f'{what} folder not found: {path}. See README "Data layout" for '
+                                'where the public feature releases go.')
+
+
 def uniform_subsample(num: int, max_num: Optional[int]) -> np.ndarray:
     """Indices of ``max_num`` evenly spaced items out of ``num`` (all if ``num <= max_num``)."""
     if max_num is None or num <= max_num:
@@ -64,6 +70,9 @@ class LoadClipFeatures(BaseTransform):
                  max_clips: Optional[int] = None,
                  l2_normalize: bool = True):
         self.feat_dirs = [feat_dirs] if isinstance(feat_dirs, str) else list(feat_dirs)
+        for d in self.feat_dirs:
+            _check_dir(d, f'video feature (expects {{vid}}.npz with key "{key}", one row per '
+                          f'{clip_len:g} s clip)')
         self.key = key
         self.clip_len = clip_len
         self.max_clips = max_clips
@@ -108,6 +117,7 @@ class LoadTextFeatures(BaseTransform):
                  prefix: str = 'qid',
                  max_len: int = 32,
                  l2_normalize: bool = True):
+        _check_dir(feat_dir, f'text feature (expects {prefix}{{qid}}.npz with key "{key}")')
         self.feat_dir = feat_dir
         self.key = key
         self.prefix = prefix

@@ -1,0 +1,50 @@
+# TaCoS with pre-extracted features, in the layout of the public feature releases
+# (moment_detr / line-lighthouse). Put the files here (or set data_root):
+#   data/tacos/annotations/tacos_{train,val,test}_release.jsonl
+#   data/tacos/clip_features/{vid}.npz       ['features']          (T, 512), one row per 2 s
+#   data/tacos/slowfast_features/{vid}.npz   ['features']          (T, 2304)
+#   data/tacos/clip_text_features/qid{qid}.npz ['last_hidden_state'] (L, 512)
+# See README "Data layout" for where the releases come from.
+data_root = 'data/tacos'
+clip_len = 2.0
+feat_dirs = [data_root + '/clip_features', data_root + '/slowfast_features']
+video_dim, text_dim = 512 + 2304, 512
+
+pipeline = [
+    dict(type='LoadClipFeatures', feat_dirs=feat_dirs, clip_len=clip_len),
+    dict(type='LoadTextFeatures', feat_dir=data_root + '/clip_text_features', max_len=32),
+    dict(type='PackMomentInputs'),
+]
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    # Scoped name: MMEngine's Runner looks collate functions up in the root registry.
+    collate_fn=dict(type='mmvpeft.moment_collate'),
+    dataset=dict(type='MomentRetrievalDataset',
+                 ann_file=data_root + '/annotations/tacos_train_release.jsonl',
+                 pipeline=pipeline),
+)
+val_dataloader = dict(
+    batch_size=32,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='mmvpeft.moment_collate'),
+    dataset=dict(type='MomentRetrievalDataset',
+                 ann_file=data_root + '/annotations/tacos_val_release.jsonl',
+                 pipeline=pipeline, test_mode=True),
+)
+test_dataloader = dict(
+    batch_size=32,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='mmvpeft.moment_collate'),
+    dataset=dict(type='MomentRetrievalDataset',
+                 ann_file=data_root + '/annotations/tacos_test_release.jsonl',
+                 pipeline=pipeline, test_mode=True),
+)
+val_evaluator = dict(type='MomentRetrievalMetric')
+test_evaluator = val_evaluator

@@ -1,0 +1,56 @@
+# TaCoS from raw videos, decoded with decord and sampled per 2-second clip. Layout:
+#   data/tacos/annotations/tacos_{train,val,test}_release.jsonl
+#   data/tacos/videos/{vid}.avi            (the MPII Cooking Composite release names, e.g.
+#                                          s13-d21.avi; set video_ext for other containers)
+# Cached frames instead of videos: replace LoadVideoClips with
+#   dict(type='LoadFrameFolder', fps=FPS, filename_tmpl='img_{:05d}.jpg')
+# and give the dataset frame_dir=data_root + '/frames' (frames/{vid}/img_00001.jpg ...).
+data_root = 'data/tacos'
+clip_len = 2.0
+clip_model = 'ViT-B-32'
+image_size = 224
+# TaCoS videos run to 1,400 s (700 clips); longer ones are re-cut into max_clips equal
+# clips (the model reads the effective clip length from the sample).
+max_clips = 256
+
+train_pipeline = [
+    dict(type='LoadVideoClips', clip_len=clip_len, frames_per_clip=1, max_clips=max_clips),
+    dict(type='VideoResize', short_side=image_size),
+    dict(type='VideoCenterCrop', size=image_size),
+    dict(type='FormatVideo'),
+    dict(type='CLIPTokenize', model_name=clip_model, context_length=32, trim_padding=True),
+    dict(type='PackMomentInputs'),
+]
+test_pipeline = train_pipeline
+dataset_common = dict(type='MomentRetrievalDataset', video_dir=data_root + '/videos',
+                      video_ext='.avi')
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    # Scoped name: MMEngine's Runner looks collate functions up in the root registry.
+    collate_fn=dict(type='mmvpeft.moment_collate'),
+    dataset=dict(ann_file=data_root + '/annotations/tacos_train_release.jsonl',
+                 pipeline=train_pipeline, skip_corrupt=True, **dataset_common),
+)
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='mmvpeft.moment_collate'),
+    dataset=dict(ann_file=data_root + '/annotations/tacos_val_release.jsonl',
+                 pipeline=test_pipeline, test_mode=True, **dataset_common),
+)
+test_dataloader = dict(
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='mmvpeft.moment_collate'),
+    dataset=dict(ann_file=data_root + '/annotations/tacos_test_release.jsonl',
+                 pipeline=test_pipeline, test_mode=True, **dataset_common),
+)
+val_evaluator = dict(type='MomentRetrievalMetric')
+test_evaluator = val_evaluator

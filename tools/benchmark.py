@@ -1,0 +1,177 @@
+"""Training-step time, peak memory and trainable parameters of a config, plus the PVLA
+solver against POT on the same batch shapes.
+
+    python tools/benchmark.py CONFIG [--synthetic] [--batch-size 8] [--num-clips 128]
+                                     [--num-words 16] [--steps 5] [--device cpu|cuda]
+                                     [--cfg-options k=v ...]
+
+``--synthetic`` feeds random inputs of the config's shape (frames at the pipeline's image
+size, or clip features of the encoder's width) instead of reading the dataset, so a config
+can be measured before its data is downloaded. On a shared 2-core machine prefix
+``OMP_NUM_THREADS=1``: contended OpenMP threads make timings swing by 10x or more.
+"""
+import argparse
+import importlib.util
+import os.path as osp
+import platform
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+
+from mmvpeft.registry import MODELS
+from mmvpeft.utils import parameter_report
+
+
+def _image_size(cfg) -> int:
+    for t in cfg.train_dataloader.dataset.get('pipeline', []):
+        if t['type'] == 'VideoCenterCrop':
+            return t['size']
+    return 224
+
+
+def synthetic_batch(cfg, batch_size: int, num_clips: int, num_words: int, device) -> tuple:
+    """Random inputs with the shapes the config's model consumes, and matching samples."""
+    g = torch.Generator().manual_seed(0)
+    model_cfg = cfg.model
+    inputs = dict(video_mask=torch.ones(batch_size, num_clips, dtype=torch.bool),
+                  text_mask=torch.ones(batch_size, num_words, dtype=torch.bool))
+    if model_cfg.get('video_backbone'):
+        size = _image_size(cfg)
+        inputs['imgs'] = torch.randint(0, 256, (batch_size, num_clips, 1, 3, size, size),
+                                       generator=g, dtype=torch.uint8)
+    else:
+        inputs['video_feat'] = torch.randn(batch_size, num_clips,
+                                           model_cfg.encoder.video_dim, generator=g)
+    if model_cfg.get('text_backbone'):
+        # Words from the CLIP vocabulary, EOT (the largest id) last.
+        tokens = torch.randint(1, 40000, (batch_size, num_words), generator=g)
+        tokens[:, 0], tokens[:, -1] = 49406, 49407
+        inputs['text_tokens'] = tokens
+    else:
+        inputs['text_feat'] = torch.randn(batch_size, num_words,
+                                          model_cfg.encoder.text_dim, generator=g)
+    clip_len, duration = 2.0, 2.0 * num_clips
+    samples = [dict(qid=i, gt_windows=np.array([[0.25 * duration, 0.5 * duration]]),
+                    clip_len=clip_len, num_clips=num_clips, duration=duration)
+               for i in range(batch_size)]
+    return {k: v.to(device) for k, v in inputs.items()}, samples
+
+
+def dataset_batch(cfg, batch_size: int, device) -> tuple:
+    from mmengine.runner import Runner
+    loader_cfg = cfg.train_dataloader.copy()
+    loader_cfg.batch_size = batch_size
+    batch = next(iter(Runner.build_dataloader(loader_cfg)))
+    return {k: v.to(device) for k, v in batch['inputs'].items()}, batch['data_samples']
+
+
+def run(cfg, batch_size, num_clips, num_words, steps, device, synthetic) -> dict:
+    init_default_scope(cfg.get('default_scope', 'mmvpeft'))
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = MODELS.build(cfg.model).to(dev).train()
+    rows, table = parameter_report(model)
+    inputs, samples = (synthetic_batch(cfg, batch_size, num_clips, num_words, dev) if synthetic
+                       else dataset_batch(cfg, batch_size, dev))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-4)
+    if dev.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(dev)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for step in range(steps + 1):  # the first step warms up
+        if dev.type == 'cuda':
+            torch.cuda.synchronize(dev)
+        start = time.perf_counter()
+        losses = model(inputs, samples, mode='loss')
+        total, _ = model.parse_losses(losses)
+        optim.zero_grad()
+        total.backward()
+        optim.step()
+        if dev.type == 'cuda':
+            torch.cuda.synchronize(dev)
+        if step:
+            times.append(time.perf_counter() - start)
+    result = dict(
+        device=str(dev),
+        hardware=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else
+        f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads',
+        step_ms_median=1e3 * statistics.median(times), step_ms_min=1e3 * min(times),
+        trainable=rows[-1][1], total=rows[-1][2], param_table=table,
+        loss_keys=list(losses), input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
+    if dev.type == 'cuda':
+        result['peak_mem_mib'] = torch.cuda.max_memory_allocated(dev) / 2**20
+    else:  # ru_maxrss is in KiB on Linux: peak resident memory of the whole process
+        result['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result['peak_rss_growth_mib'] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss -
+                                         rss_before) / 1024
+    if model.pvla_loss is not None:
+        with torch.no_grad():
+            enc = model.extract_feat(inputs)
+        b, nv, r = enc['video_states'].shape
+        bench = _load_pvla_benchmark()
+        result['pvla'] = bench.run_benchmark(batch=b, nv=nv, nl=enc['text_states'].shape[1],
+                                             dim=r, iters=model.pvla_loss.num_iters,
+                                             eps=model.pvla_loss.eps, mass=model.pvla_loss.mass,
+                                             device=device)
+    return result
+
+
+def _load_pvla_benchmark():
+    path = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark_pvla.py')
+    spec = importlib.util.spec_from_file_location('mmvpeft_benchmark_pvla', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Benchmark a mmvpeft config')
+    parser.add_argument('config')
+    parser.add_argument('--synthetic', action='store_true',
+                        help='random inputs of the config shape instead of the dataset')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--num-clips', type=int, default=128, help='clips per video (synthetic)')
+    parser.add_argument('--num-words', type=int, default=16, help='query tokens (synthetic)')
+    parser.add_argument('--steps', type=int, default=5)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    r = run(cfg, args.batch_size, args.num_clips, args.num_words, args.steps, args.device,
+            args.synthetic)
+    print(f'config: {args.config} | device: {r["device"]} ({r["hardware"]}) | '
+          f'torch {torch.__version__}')
+    print(f'inputs: {r["input_shapes"]}')
+    print(f'training step (forward + backward + AdamW): median {r["step_ms_median"]:.1f} ms, '
+          f'min {r["step_ms_min"]:.1f} ms over {args.steps} steps')
+    if 'peak_mem_mib' in r:
+        print(f'peak GPU memory: {r["peak_mem_mib"]:.0f} MiB')
+    else:
+        print(f'peak process RSS: {r["peak_rss_mib"]:.0f} MiB '
+              f'(+{r["peak_rss_growth_mib"]:.0f} MiB during the steps)')
+    print(f'trainable parameters: {r["trainable"]:,} of {r["total"]:,} '
+          f'({100 * r["trainable"] / r["total"]:.3f}%)')
+    print(r['param_table'])
+    if 'pvla' in r:
+        p = r['pvla']
+        print(f'PVLA solver on B={p["batch"]} Nv={p["nv"]} Nl={p["nl"]} r={p["dim"]}, '
+              f'{p["iters"]} iterations ({p["device"]}): ours {p["ours_log_ms_median"]:.1f} ms '
+              f'(log domain), POT looped {p["pot_loop_ms_median"]:.1f} ms '
+              f'-> {p["speedup_ours_log"]:.1f}x; max |plan - POT| {p["max_abs_diff_ours_log"]:.1e}')
+    return r
+
+
+if __name__ == '__main__':
+    main()
