@@ -22,3 +22,18 @@ def shared_annotations():
                     '(they live in ../shared beside a CI checkout; set '
                     'MMVPEFT_SHARED_ANNOTATIONS to point elsewhere)')
     return SHARED_ANN_DIR
+
+
+@pytest.fixture(scope='session')
+def load_tool():
+    """Import ``tools/NAME.py`` as a module (tools/ is scripts, not a package)."""
+    import importlib.util
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(
+            f'mmvpeft_tool_{name}', osp.join(REPO_ROOT, 'tools', f'{name}.py'))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

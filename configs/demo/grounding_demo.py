@@ -23,23 +23,17 @@ pipeline = [
     dict(type='LoadTextFeatures', feat_dir=data_root + '/text_features'),
     dict(type='PackMomentInputs'),
 ]
+# Shared by the loaders. The collate name is scoped: MMEngine's Runner looks collate
+# functions up in the root registry.
+_loader = dict(num_workers=0, collate_fn=dict(type='mmvpeft.moment_collate'))
 train_dataloader = dict(
-    batch_size=32,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    # Scoped name: MMEngine's Runner looks collate functions up in the root registry.
-    collate_fn=dict(type='mmvpeft.moment_collate'),
+    batch_size=32, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='SyntheticMomentDataset', data_root=data_root, split='train',
-                 pipeline=pipeline),
-)
+                 pipeline=pipeline), **_loader)
 val_dataloader = dict(
-    batch_size=64,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='mmvpeft.moment_collate'),
+    batch_size=64, sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='SyntheticMomentDataset', data_root=data_root, split='val',
-                 pipeline=pipeline, test_mode=True),
-)
+                 pipeline=pipeline, test_mode=True), **_loader)
 test_dataloader = val_dataloader
 val_evaluator = dict(type='MomentRetrievalMetric', chance_draws=20)
 test_evaluator = val_evaluator

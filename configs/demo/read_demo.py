@@ -43,23 +43,17 @@ pipeline = [
     dict(type='CLIPTokenize', model_name='ViT-B-32', context_length=16, trim_padding=True),
     dict(type='PackMomentInputs'),
 ]
+# Shared by the loaders. The collate name is scoped: MMEngine's Runner looks collate
+# functions up in the root registry.
+_loader = dict(num_workers=0, collate_fn=dict(type='mmvpeft.moment_collate'))
 train_dataloader = dict(
-    batch_size=16,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    # Scoped name: MMEngine's Runner looks collate functions up in the root registry.
-    collate_fn=dict(type='mmvpeft.moment_collate'),
+    batch_size=16, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='SyntheticVideoMomentDataset', data_root=data_root, split='train',
-                 generator=generator, pipeline=pipeline),
-)
+                 generator=generator, pipeline=pipeline), **_loader)
 val_dataloader = dict(
-    batch_size=32,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='mmvpeft.moment_collate'),
+    batch_size=32, sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='SyntheticVideoMomentDataset', data_root=data_root, split='val',
-                 generator=generator, pipeline=pipeline, test_mode=True),
-)
+                 generator=generator, pipeline=pipeline, test_mode=True), **_loader)
 test_dataloader = val_dataloader
 val_evaluator = dict(type='MomentRetrievalMetric', chance_draws=20)
 test_evaluator = val_evaluator

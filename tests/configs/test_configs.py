@@ -1,6 +1,5 @@
 """Every shipped config parses and builds; the READ configs train end to end."""
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -18,14 +17,6 @@ from mmvpeft.registry import MODELS
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(p for p in glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'),
                                       recursive=True) if '_base_' not in p)
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'mmvpeft_tool_{name}',
-                                                  osp.join(REPO_ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _offline(cfg):
@@ -60,9 +51,9 @@ def test_feature_configs_build(path):
     assert set(model.loss_keys) >= {'loss_cls'}
 
 
-def test_read_tacos_trains_a_step_on_tacos_shaped_input():
+def test_read_tacos_trains_a_step_on_tacos_shaped_input(load_tool):
     """ViT-B/32 both towers (random weights), 224 px frames, READ in 4 blocks each, PVLA."""
-    bench = _tool('benchmark')
+    bench = load_tool('benchmark')
     cfg = _offline(Config.fromfile(osp.join(REPO_ROOT, 'configs', 'read_tacos.py')))
     init_default_scope('mmvpeft')
     torch.manual_seed(0)
@@ -105,8 +96,8 @@ def test_read_tacos_trains_a_step_on_tacos_shaped_input():
     assert any('read_adapter' in k for k in keys)
 
 
-def test_read_demo_trains_and_saves_adapter_only_checkpoints(tmp_path):
-    train, test = _tool('train'), _tool('test')
+def test_read_demo_trains_and_saves_adapter_only_checkpoints(tmp_path, load_tool):
+    train, test = load_tool('train'), load_tool('test')
     data, work = str(tmp_path / 'data'), str(tmp_path / 'work')
     gen = dict(num_videos=8, duration=8.0, fps=4, size=(64, 64), val_ratio=0.25)
     opts = [f'data_root={data}', 'train_cfg.max_epochs=2', 'train_cfg.val_interval=1',

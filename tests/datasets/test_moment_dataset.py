@@ -149,3 +149,28 @@ def test_missing_feature_folder_says_what_goes_where(tmp_path):
         LoadClipFeatures(str(tmp_path / 'clip_features'))
     with pytest.raises(FileNotFoundError, match=r'text feature .*qid\{qid\}\.npz'):
         LoadTextFeatures(str(tmp_path / 'txt'))
+
+
+def test_skip_corrupt_video_in_training_only(tmp_path):
+    import cv2
+
+    from mmvpeft.datasets.transforms import LoadVideoClips, VideoReadError
+    videos = tmp_path / 'videos'
+    videos.mkdir()
+    writer = cv2.VideoWriter(str(videos / 'good.mp4'), cv2.VideoWriter_fourcc(*'mp4v'), 4,
+                             (64, 64))
+    for i in range(16):
+        writer.write(np.full((64, 64, 3), 8 * i, np.uint8))
+    writer.release()
+    (videos / 'bad.mp4').write_bytes(b'\x00not a video' * 100)
+    ann = _write_jsonl(tmp_path / 'a.jsonl', [
+        dict(qid=1, query='a', vid='bad', duration=4.0, relevant_windows=[[0, 2]]),
+        dict(qid=2, query='b', vid='good', duration=4.0, relevant_windows=[[0, 2]]),
+    ])
+    kwargs = dict(video_dir=str(videos), pipeline=[LoadVideoClips(clip_len=1.0)])
+    train = MomentRetrievalDataset(ann, skip_corrupt=True, **kwargs)
+    assert train[0]['vid'] == 'good'  # the unreadable item is skipped, another one drawn
+    with pytest.raises(VideoReadError, match='bad.mp4'):
+        MomentRetrievalDataset(ann, skip_corrupt=False, **kwargs)[0]
+    with pytest.raises(VideoReadError, match='bad.mp4'):  # evaluation never skips
+        MomentRetrievalDataset(ann, skip_corrupt=True, test_mode=True, **kwargs)[0]

@@ -1,5 +1,4 @@
 """End-to-end runs of tools/train.py and tools/test.py on a tiny synthetic set (CPU)."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -15,14 +14,6 @@ import mmvpeft  # noqa: F401  (allow-lists the types MMEngine checkpoints hold)
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'grounding_demo.py')
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'mmvpeft_tool_{name}',
-                                                  osp.join(REPO_ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tiny_options(data_root, epochs=2, extra=()):
@@ -50,8 +41,8 @@ def _state(path):
     return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
 
 
-def test_train_resume_test_and_dump(tmp_path):
-    train, test = _tool('train'), _tool('test')
+def test_train_resume_test_and_dump(tmp_path, load_tool):
+    train, test = load_tool('train'), load_tool('test')
     data, work = str(tmp_path / 'data'), str(tmp_path / 'work')
     train.main([DEMO, '--work-dir', work, *_tiny_options(data, epochs=2)])
     assert osp.isfile(osp.join(work, 'epoch_2.pth'))
@@ -81,9 +72,9 @@ def test_train_resume_test_and_dump(tmp_path):
     assert len(w[0]) == 3 and all(a[2] >= b[2] for a, b in zip(w, w[1:]))
 
 
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(tmp_path, load_tool):
     """Two epochs then a resumed third equal three epochs in one go."""
-    train = _tool('train')
+    train = load_tool('train')
     data = str(tmp_path / 'data')
     extra = ('model.encoder.dropout=0.0', 'train_dataloader.sampler.seed=0')
     train.main([DEMO, '--work-dir', str(tmp_path / 'a'), *_tiny_options(data, 3, extra)])
@@ -95,7 +86,7 @@ def test_resume_is_exact(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
-def test_custom_imports_plugin(tmp_path):
+def test_custom_imports_plugin(tmp_path, load_tool):
     """A user's component in their own module, registered via custom_imports."""
     plugin = tmp_path / 'my_plugin.py'
     plugin.write_text(
@@ -112,7 +103,7 @@ def test_custom_imports_plugin(tmp_path):
                    "model = dict(head=dict(loss_cls=dict(_delete_=True, type='MyBCELoss')))\n")
     sys.path.insert(0, str(tmp_path))
     try:
-        _tool('train').main([str(cfg), '--work-dir', str(tmp_path / 'w'),
+        load_tool('train').main([str(cfg), '--work-dir', str(tmp_path / 'w'),
                              *_tiny_options(str(tmp_path / 'data'), epochs=1)])
     finally:
         sys.path.remove(str(tmp_path))
@@ -121,25 +112,25 @@ def test_custom_imports_plugin(tmp_path):
     assert type(sys.modules['my_plugin'].MyBCELoss).__name__ == 'type'
 
 
-def test_unknown_type_names_the_key(tmp_path):
+def test_unknown_type_names_the_key(tmp_path, load_tool):
     with pytest.raises(KeyError, match='NoSuchHead'):
-        _tool('train').main([DEMO, '--work-dir', str(tmp_path / 'w'),
+        load_tool('train').main([DEMO, '--work-dir', str(tmp_path / 'w'),
                              *_tiny_options(str(tmp_path / 'data'), epochs=1,
                                             extra=('model.head.type=NoSuchHead',))])
 
 
-def test_missing_config_and_checkpoint_errors(tmp_path):
+def test_missing_config_and_checkpoint_errors(tmp_path, load_tool):
     with pytest.raises(FileNotFoundError, match='config file not found'):
-        _tool('train').main([str(tmp_path / 'nope.py')])
+        load_tool('train').main([str(tmp_path / 'nope.py')])
     with pytest.raises(FileNotFoundError, match='checkpoint not found'):
-        _tool('test').main([DEMO, str(tmp_path / 'nope.pth')])
+        load_tool('test').main([DEMO, str(tmp_path / 'nope.pth')])
 
 
-def test_amp_on_cpu_is_a_clear_error(tmp_path):
+def test_amp_on_cpu_is_a_clear_error(tmp_path, load_tool):
     if torch.cuda.is_available():
         pytest.skip('this machine has CUDA')
     with pytest.raises(RuntimeError, match='--amp needs a CUDA device'):
-        _tool('train').main([DEMO, '--amp', '--work-dir', str(tmp_path)])
+        load_tool('train').main([DEMO, '--amp', '--work-dir', str(tmp_path)])
 
 
 def test_two_processes_match_one(tmp_path):

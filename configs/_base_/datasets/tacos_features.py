@@ -15,36 +15,21 @@ pipeline = [
     dict(type='LoadTextFeatures', feat_dir=data_root + '/clip_text_features', max_len=32),
     dict(type='PackMomentInputs'),
 ]
+# Shared by the loaders. The collate name is scoped: MMEngine's Runner looks collate
+# functions up in the root registry.
+_loader = dict(num_workers=4, persistent_workers=True,
+               collate_fn=dict(type='mmvpeft.moment_collate'))
 train_dataloader = dict(
-    batch_size=32,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    # Scoped name: MMEngine's Runner looks collate functions up in the root registry.
-    collate_fn=dict(type='mmvpeft.moment_collate'),
-    dataset=dict(type='MomentRetrievalDataset',
-                 ann_file=data_root + '/annotations/tacos_train_release.jsonl',
-                 pipeline=pipeline),
-)
+    batch_size=32, sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='MomentRetrievalDataset', pipeline=pipeline,
+                 ann_file=data_root + '/annotations/tacos_train_release.jsonl'), **_loader)
 val_dataloader = dict(
-    batch_size=32,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='mmvpeft.moment_collate'),
-    dataset=dict(type='MomentRetrievalDataset',
-                 ann_file=data_root + '/annotations/tacos_val_release.jsonl',
-                 pipeline=pipeline, test_mode=True),
-)
+    batch_size=32, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='MomentRetrievalDataset', pipeline=pipeline, test_mode=True,
+                 ann_file=data_root + '/annotations/tacos_val_release.jsonl'), **_loader)
 test_dataloader = dict(
-    batch_size=32,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='mmvpeft.moment_collate'),
-    dataset=dict(type='MomentRetrievalDataset',
-                 ann_file=data_root + '/annotations/tacos_test_release.jsonl',
-                 pipeline=pipeline, test_mode=True),
-)
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'],
+                 ann_file=data_root + '/annotations/tacos_test_release.jsonl'))
 val_evaluator = dict(type='MomentRetrievalMetric')
 test_evaluator = val_evaluator

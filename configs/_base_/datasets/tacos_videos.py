@@ -24,33 +24,21 @@ train_pipeline = [
 test_pipeline = train_pipeline
 dataset_common = dict(type='MomentRetrievalDataset', video_dir=data_root + '/videos',
                       video_ext='.avi')
+# Shared by the loaders. The collate name is scoped: MMEngine's Runner looks collate
+# functions up in the root registry.
+_loader = dict(num_workers=4, persistent_workers=True,
+               collate_fn=dict(type='mmvpeft.moment_collate'))
 train_dataloader = dict(
-    batch_size=8,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    # Scoped name: MMEngine's Runner looks collate functions up in the root registry.
-    collate_fn=dict(type='mmvpeft.moment_collate'),
+    batch_size=8, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(ann_file=data_root + '/annotations/tacos_train_release.jsonl',
-                 pipeline=train_pipeline, skip_corrupt=True, **dataset_common),
-)
+                 pipeline=train_pipeline, skip_corrupt=True, **dataset_common), **_loader)
 val_dataloader = dict(
-    batch_size=8,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='mmvpeft.moment_collate'),
+    batch_size=8, sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(ann_file=data_root + '/annotations/tacos_val_release.jsonl',
-                 pipeline=test_pipeline, test_mode=True, **dataset_common),
-)
+                 pipeline=test_pipeline, test_mode=True, **dataset_common), **_loader)
 test_dataloader = dict(
-    batch_size=8,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='mmvpeft.moment_collate'),
-    dataset=dict(ann_file=data_root + '/annotations/tacos_test_release.jsonl',
-                 pipeline=test_pipeline, test_mode=True, **dataset_common),
-)
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'],
+                 ann_file=data_root + '/annotations/tacos_test_release.jsonl'))
 val_evaluator = dict(type='MomentRetrievalMetric')
 test_evaluator = val_evaluator

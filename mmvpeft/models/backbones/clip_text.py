@@ -1,19 +1,19 @@
 """CLIP text tower with optional READ adapters over words."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
-from mmvpeft.models.adapters.inject import (ReadSequenceContext, inject_read_adapters,
-                                            read_blocks, read_context)
-from mmvpeft.models.adapters.read_adapter import ReadAdapter, lengths_from_mask
+from mmvpeft.models.adapters.inject import ReadSequenceContext, read_context
+from mmvpeft.models.adapters.read_adapter import lengths_from_mask
 from mmvpeft.registry import MODELS
+from .read_tower import ReadTowerMixin
 from .open_clip_utils import create_open_clip
 
 
 @MODELS.register_module()
-class CLIPTextBackbone(BaseModule):
+class CLIPTextBackbone(ReadTowerMixin, BaseModule):
     """Per-token and pooled CLIP text features, READ-adapted over words.
 
     Keeps only the text tower, under the CLIP names (``token_embedding``,
@@ -63,30 +63,11 @@ class CLIPTextBackbone(BaseModule):
         else:
             self.embed_dim = proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
         del clip  # drops the image tower
-        self.frozen = frozen
 
-        if frozen:
-            self.requires_grad_(False)
-        if adapter is not None:
-            # Injected after freezing, so new adapter params stay trainable.
-            inject_read_adapters(self.transformer.resblocks, adapter_layers, adapter, self.width)
-        self.state_dim = self.adapters[0].hidden_dim if self.adapters else None
-        self.train(self.training)
+        self.setup_read(frozen, adapter, adapter_layers, self.width)
 
-    @property
-    def adapters(self) -> List[ReadAdapter]:
-        """The READ adapters, in block order."""
-        return [b.read_adapter for b in read_blocks(self.transformer.resblocks)]
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.frozen:
-            # Frozen CLIP stays deterministic in training; adapters follow `mode`.
-            for module in self.children():
-                module.eval()
-            for adapter in self.adapters:
-                adapter.train(mode)
-        return self
+    def resblocks(self) -> nn.ModuleList:
+        return self.transformer.resblocks
 
     def forward(self, text_tokens: torch.Tensor,
                 text_mask: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:

@@ -1,19 +1,19 @@
 """CLIP image tower applied to video frames, with optional READ adapters."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
+from torch import nn
 from mmengine.model import BaseModule
 from open_clip.transformer import VisionTransformer
 
-from mmvpeft.models.adapters.inject import (ReadSequenceContext, inject_read_adapters,
-                                            read_blocks, read_context)
-from mmvpeft.models.adapters.read_adapter import ReadAdapter
+from mmvpeft.models.adapters.inject import ReadSequenceContext, read_context
 from mmvpeft.registry import MODELS
+from .read_tower import ReadTowerMixin
 from .open_clip_utils import clip_mean_std, create_open_clip
 
 
 @MODELS.register_module()
-class CLIPVisionBackbone(BaseModule):
+class CLIPVisionBackbone(ReadTowerMixin, BaseModule):
     """Per-clip CLIP image embeddings of a video, READ-adapted over time.
 
     Every frame goes through the CLIP image tower; READ adapters in the chosen
@@ -65,7 +65,6 @@ class CLIPVisionBackbone(BaseModule):
         if not visual.transformer.batch_first:
             raise ValueError('CLIPVisionBackbone needs a batch_first open_clip transformer')
         self.visual = visual
-        self.frozen = frozen
         self.normalize = normalize
         self.adapter_mode = adapter_mode
         self.embed_dim = visual.output_dim
@@ -73,27 +72,10 @@ class CLIPVisionBackbone(BaseModule):
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-        if frozen:
-            self.visual.requires_grad_(False)
-        if adapter is not None:
-            # Injected after freezing, so new adapter params stay trainable.
-            inject_read_adapters(visual.transformer.resblocks, adapter_layers, adapter, self.width)
-        self.state_dim = self.adapters[0].hidden_dim if self.adapters else None
-        self.train(self.training)
+        self.setup_read(frozen, adapter, adapter_layers, self.width)
 
-    @property
-    def adapters(self) -> List[ReadAdapter]:
-        """The READ adapters, in block order."""
-        return [b.read_adapter for b in read_blocks(self.visual.transformer.resblocks)]
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.frozen:
-            # Frozen CLIP stays deterministic (e.g. no patch dropout) in training.
-            self.visual.eval()
-            for adapter in self.adapters:
-                adapter.train(mode)
-        return self
+    def resblocks(self) -> nn.ModuleList:
+        return self.visual.transformer.resblocks
 
     def _preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         dtype = self.visual.conv1.weight.dtype
