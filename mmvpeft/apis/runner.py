@@ -6,7 +6,7 @@ import uuid
 from typing import Optional
 
 import torch
-from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported)
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 

@@ -15,6 +15,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from mmvpeft.registry import DATASETS
+from .transforms.video_loading import VideoReadError
 
 
 class AnnotationError(ValueError):
@@ -169,11 +170,9 @@ class MomentRetrievalDataset(BaseDataset):
     def prepare_data(self, idx):
         try:
             return super().prepare_data(idx)
-        except Exception as e:
-            # Imported lazily: the video stack is optional for feature-based configs.
-            from mmvpeft.datasets.transforms.video_loading import VideoReadError
-            if self.skip_corrupt and not self.test_mode and isinstance(e, VideoReadError):
-                print_log(f'skipping unreadable item {idx} (qid={self.get_data_info(idx)["qid"]}):'
-                          f' {e}', logger='current', level=30)
-                return None  # BaseDataset.__getitem__ draws another index
-            raise
+        except VideoReadError as e:
+            if not self.skip_corrupt or self.test_mode:
+                raise
+            print_log(f'skipping unreadable item {idx} (qid={self.get_data_info(idx)["qid"]}): '
+                      f'{e}', logger='current', level=30)
+            return None  # BaseDataset.__getitem__ draws another index

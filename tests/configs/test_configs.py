@@ -1,7 +1,6 @@
 """Every shipped config parses and builds; the READ configs train end to end."""
 import glob
 import json
-import os
 import os.path as osp
 import re
 

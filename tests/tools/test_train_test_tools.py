@@ -17,23 +17,15 @@ DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'grounding_demo.py')
 
 
 def _tiny_options(data_root, epochs=2, extra=()):
-    gen = '.dataset.generator.'
-    opts = [f'data_root={data_root}',
-            f'train_dataloader.dataset.data_root={data_root}',
-            f'val_dataloader.dataset.data_root={data_root}',
-            f'test_dataloader.dataset.data_root={data_root}',
-            f'train_dataloader{gen}num_train_videos=8', f'train_dataloader{gen}num_val_videos=3',
-            f'val_dataloader{gen}num_train_videos=8', f'val_dataloader{gen}num_val_videos=3',
-            f'test_dataloader{gen}num_train_videos=8', f'test_dataloader{gen}num_val_videos=3',
-            f'train_dataloader.dataset.pipeline.0.feat_dirs={data_root}/clip_features',
-            f'train_dataloader.dataset.pipeline.1.feat_dir={data_root}/text_features',
-            f'val_dataloader.dataset.pipeline.0.feat_dirs={data_root}/clip_features',
-            f'val_dataloader.dataset.pipeline.1.feat_dir={data_root}/text_features',
-            f'test_dataloader.dataset.pipeline.0.feat_dirs={data_root}/clip_features',
-            f'test_dataloader.dataset.pipeline.1.feat_dir={data_root}/text_features',
-            'train_dataloader.batch_size=4', f'train_cfg.max_epochs={epochs}',
-            'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1',
-            'default_hooks.logger.interval=1']
+    opts = [f'data_root={data_root}', 'train_dataloader.batch_size=4',
+            f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1',
+            'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1']
+    for split in ('train', 'val', 'test'):
+        loader = f'{split}_dataloader.dataset'
+        opts += [f'{loader}.data_root={data_root}',
+                 f'{loader}.generator.num_train_videos=8', f'{loader}.generator.num_val_videos=3',
+                 f'{loader}.pipeline.0.feat_dirs={data_root}/clip_features',
+                 f'{loader}.pipeline.1.feat_dir={data_root}/text_features']
     return ['--cfg-options', *opts, *extra]
 
 

@@ -106,7 +106,7 @@ class CLIPTextBackbone(ReadTowerMixin, BaseModule):
         x = self.token_embedding(text_tokens).to(cast_dtype)
         x = x + self.positional_embedding[:length].to(cast_dtype)
         ctx = ReadSequenceContext(mask=text_mask)
-        with read_context(self.transformer.resblocks, ctx):
+        with read_context(self.resblocks(), ctx):
             x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
         feats = self.ln_final(x)
 

@@ -126,7 +126,7 @@ class CLIPVisionBackbone(ReadTowerMixin, BaseModule):
         frames = self._preprocess(imgs.reshape(b * t * k, c, h, w))
         ctx = ReadSequenceContext(
             num_frames=t * k, mask=frame_mask, cls_only=self.adapter_mode == 'cls')
-        with read_context(self.visual.transformer.resblocks, ctx):
+        with read_context(self.resblocks(), ctx):
             pooled = self.visual(frames)
         if isinstance(pooled, tuple):  # output_tokens=True towers
             pooled = pooled[0]
