@@ -1,10 +1,16 @@
 from .collate import moment_collate, pad_sequences
 from .moment_dataset import AnnotationError, MomentRetrievalDataset
+from .retrieval import (DiDeMoRetrievalDataset, MSRVTTRetrievalDataset, MSVDRetrievalDataset,
+                        SyntheticRetrievalDataset, VideoTextRetrievalDataset)
+from .retrieval_collate import retrieval_collate
 from .synthetic_moment import SyntheticMomentDataset, generate_synthetic_moments
+from .synthetic_retrieval import generate_synthetic_retrieval
 from .synthetic_video import generate_synthetic_videos, split_annotations
 from .synthetic_video_dataset import SyntheticVideoMomentDataset
 from .transforms import *  # noqa: F401,F403
 
 __all__ = ['moment_collate', 'pad_sequences', 'AnnotationError', 'MomentRetrievalDataset',
            'SyntheticMomentDataset', 'generate_synthetic_moments', 'generate_synthetic_videos',
-           'split_annotations', 'SyntheticVideoMomentDataset']
+           'split_annotations', 'SyntheticVideoMomentDataset', 'DiDeMoRetrievalDataset',
+           'MSRVTTRetrievalDataset', 'MSVDRetrievalDataset', 'SyntheticRetrievalDataset',
+           'VideoTextRetrievalDataset', 'retrieval_collate', 'generate_synthetic_retrieval']

@@ -1,6 +1,6 @@
 from torch import nn
 
-from mmvpeft.models.adapters import ReadAdapter
+from mmvpeft.models.peft import ReadAdapter
 from mmvpeft.utils import parameter_report
 
 

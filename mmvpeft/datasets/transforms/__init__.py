@@ -2,10 +2,13 @@
 # exports an old zlib that breaks cv2's PNG reader if decord is loaded first.
 from .feature_loading import LoadClipFeatures, LoadTextFeatures
 from .formatting import PackMomentInputs
+from .frame_sampling import LoadFramesFromFolder, LoadVideoFrames
+from .retrieval_formatting import PackRetrievalInputs
 from .tokenize import CLIPTokenize
 from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoCenterCrop,
                             VideoReadError, VideoResize)
 
 __all__ = ['LoadClipFeatures', 'LoadTextFeatures', 'PackMomentInputs', 'CLIPTokenize',
            'FormatVideo', 'LoadFrameFolder', 'LoadVideoClips', 'VideoCenterCrop',
-           'VideoReadError', 'VideoResize']
+           'VideoReadError', 'VideoResize', 'LoadFramesFromFolder', 'LoadVideoFrames',
+           'PackRetrievalInputs']

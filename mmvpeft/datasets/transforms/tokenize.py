@@ -1,4 +1,5 @@
-"""Tokenises a text query with the open_clip tokenizer of a CLIP model."""
+"""Tokenises a text query (or a list of captions) with the open_clip tokenizer of a CLIP
+model."""
 from typing import Optional
 
 import numpy as np
@@ -10,11 +11,14 @@ from mmvpeft.registry import TRANSFORMS
 
 @TRANSFORMS.register_module()
 class CLIPTokenize(BaseTransform):
-    """Tokenises ``results['query']`` for a CLIP text tower.
+    """Tokenises ``results[key]`` (default ``'query'``) for a CLIP text tower.
 
-    Required keys: ``query`` (str).
-    Added keys: ``text_tokens`` (int64 ndarray (L,)) and ``text_mask`` (bool
-    ndarray (L,), True up to and including the EOT token).
+    Required keys: ``key`` holding a str, or with ``multi=True`` a non-empty list/tuple of
+    ``C`` str (e.g. a video's ``captions`` for retrieval).
+    Added keys: ``text_tokens`` (int64 ndarray) and ``text_mask`` (bool ndarray, True up to
+    and including each text's EOT token), of shape ``(L,)``, or ``(C, L)`` with ``multi``.
+    With ``trim_padding`` the ``C`` rows are trimmed to the longest text, so shorter rows
+    keep (masked) padding.
 
     Queries longer than the context length are truncated with the EOT token
     kept as the last token (open_clip's behaviour).
@@ -27,13 +31,19 @@ class CLIPTokenize(BaseTransform):
         trim_padding (bool): Drop the trailing padding so L is the query's own
             length and a collate function can pad per batch. Defaults to False
             (fixed length, stackable by the default collate).
+        key (str): The results key to tokenise.
+        multi (bool): ``results[key]`` is a list of texts, tokenised to ``(C, L)``.
     """
 
     def __init__(self,
                  model_name: str = 'ViT-B-32',
                  context_length: Optional[int] = None,
-                 trim_padding: bool = False):
+                 trim_padding: bool = False,
+                 key: str = 'query',
+                 multi: bool = False):
         self.model_name = model_name
+        self.key = key
+        self.multi = bool(multi)
         self.tokenizer = open_clip.get_tokenizer(model_name, context_length=context_length)
         self.eot_token_id = getattr(self.tokenizer, 'eot_token_id', None)
         if self.eot_token_id is None:
@@ -43,21 +53,47 @@ class CLIPTokenize(BaseTransform):
         self.trim_padding = trim_padding
 
     def transform(self, results: dict) -> dict:
-        if 'query' not in results:
-            raise KeyError("CLIPTokenize needs results['query'] (the text query)")
-        query = results['query']
-        if not isinstance(query, str):
-            raise TypeError(f"results['query'] must be a str, got {type(query).__name__}")
-        tokens = self.tokenizer([query], context_length=self.context_length)[0].numpy()
-        # The first EOT ends the query; everything after it is padding.
-        length = int(np.flatnonzero(tokens == self.eot_token_id)[0]) + 1
-        mask = np.arange(len(tokens)) < length
+        key = self.key
+        if key not in results:
+            what = 'the text query' if key == 'query' else 'the text(s) to tokenise'
+            raise KeyError(f"CLIPTokenize needs results['{key}'] ({what})")
+        texts = results[key]
+        if not self.multi:
+            if not isinstance(texts, str):
+                raise TypeError(f"results['{key}'] must be a str, got {type(texts).__name__}"
+                                f'{_ident(results)} (multi=True tokenises a list)')
+            texts = [texts]
+        elif not isinstance(texts, (list, tuple)) or not texts or not all(
+                isinstance(t, str) for t in texts):
+            raise TypeError(f"results['{key}'] must be a non-empty list of str (multi=True), "
+                            f'got {_describe(texts)}{_ident(results)}')
+        tokens = self.tokenizer(list(texts), context_length=self.context_length).numpy()
+        # The first EOT of a row ends its text; everything after it is padding.
+        lengths = (tokens == self.eot_token_id).argmax(1) + 1
+        mask = np.arange(tokens.shape[1])[None, :] < lengths[:, None]
         if self.trim_padding:
-            tokens, mask = tokens[:length], mask[:length]
-        results['text_tokens'] = tokens.astype(np.int64)
-        results['text_mask'] = mask
+            keep = int(lengths.max())
+            tokens, mask = tokens[:, :keep], mask[:, :keep]
+        tokens = tokens.astype(np.int64)
+        results['text_tokens'] = tokens if self.multi else tokens[0]
+        results['text_mask'] = mask if self.multi else mask[0]
         return results
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(model_name={self.model_name!r}, '
-                f'context_length={self.context_length}, trim_padding={self.trim_padding})')
+                f'context_length={self.context_length}, trim_padding={self.trim_padding}, '
+                f'key={self.key!r}, multi={self.multi})')
+
+
+def _describe(value) -> str:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return f'an empty {type(value).__name__}'
+        bad = next((v for v in value if not isinstance(v, str)), None)
+        return f'a {type(value).__name__} holding a {type(bad).__name__}'
+    return type(value).__name__
+
+
+def _ident(results: dict) -> str:
+    parts = [f'{k}={results[k]!r}' for k in ('qid', 'vid') if results.get(k) is not None]
+    return f' ({", ".join(parts)})' if parts else ''

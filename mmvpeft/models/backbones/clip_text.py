@@ -1,33 +1,32 @@
-"""CLIP text tower with optional READ adapters over words."""
-from typing import Dict, Optional, Sequence
+"""CLIP text tower with PETL methods (READ over words, LoRA, ...)."""
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
-from mmvpeft.models.adapters.inject import ReadSequenceContext, read_context
-from mmvpeft.models.adapters.read_adapter import lengths_from_mask
+from mmvpeft.models.peft.layout import SequenceLayout, lengths_from_mask
 from mmvpeft.registry import MODELS
-from .read_tower import ReadTowerMixin
 from .open_clip_utils import create_open_clip
+from .tower import PEFTTowerMixin
 
 
 @MODELS.register_module()
-class CLIPTextBackbone(ReadTowerMixin, BaseModule):
-    """Per-token and pooled CLIP text features, READ-adapted over words.
+class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
+    """Per-token and pooled CLIP text features, with PETL methods in its blocks.
 
     Keeps only the text tower, under the CLIP names (``token_embedding``,
     ``positional_embedding``, ``transformer``, ``ln_final``,
     ``text_projection``), so the backbone's state dict keys are the CLIP
-    checkpoint's text keys plus the adapters'. Batches may be padded to any
-    length up to the context length: the causal attention mask of CLIP and the
-    length-masked adapters keep padding out of every valid position, so the
-    result equals ``encode_text`` on fixed-length (77) input.
+    checkpoint's text keys plus the methods' modules. Batches may be padded to
+    any length up to the context length: the causal attention mask of CLIP and
+    the word mask every method sees keep padding out of every valid position, so
+    the result equals ``encode_text`` on fixed-length (77) input.
 
     Args:
-        model_name, pretrained, model_cfg, frozen, adapter, adapter_layers,
-        init_cfg: as in :class:`CLIPVisionBackbone`; the adapters run their
-            recurrence over words, masked by ``text_mask``.
+        model_name, pretrained, model_cfg, frozen, peft, adapter, adapter_layers,
+        init_cfg: as in :class:`CLIPVisionBackbone`; READ runs its recurrence
+            over words, masked by ``text_mask``.
     """
 
     def __init__(self,
@@ -35,6 +34,7 @@ class CLIPTextBackbone(ReadTowerMixin, BaseModule):
                  pretrained: Optional[str] = None,
                  model_cfg: Optional[dict] = None,
                  frozen: bool = True,
+                 peft: Optional[List[dict]] = None,
                  adapter: Optional[dict] = None,
                  adapter_layers: Sequence[int] = (-1, ),
                  init_cfg: Optional[dict] = None):
@@ -64,9 +64,10 @@ class CLIPTextBackbone(ReadTowerMixin, BaseModule):
             self.embed_dim = proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
         del clip  # drops the image tower
 
-        self.setup_read(frozen, adapter, adapter_layers, self.width)
+        self.tower_kind = 'text'
+        self.setup_peft(frozen, peft, adapter, adapter_layers)
 
-    def resblocks(self) -> nn.ModuleList:
+    def blocks(self) -> nn.ModuleList:
         return self.transformer.resblocks
 
     def forward(self, text_tokens: torch.Tensor,
@@ -85,9 +86,8 @@ class CLIPTextBackbone(ReadTowerMixin, BaseModule):
                 - pooled (Tensor): (B, E) projected EOT feature (as
                   ``encode_text``, not L2-normalised).
                 - mask (Tensor): (B, L) bool, the valid-token mask.
-                - states (Tensor | None): (B, L, r) recurrent states of the
-                  last adapted layer, with graph, zeros at padding; None
-                  without adapters.
+                - aux (dict): the PETL methods' outputs, e.g. ``read_states``
+                  (B, L, r) of READ, with graph, zeros at padding.
         """
         if text_tokens.dim() != 2:
             raise ValueError(f'text_tokens must be (B, L), got {tuple(text_tokens.shape)}')
@@ -105,8 +105,8 @@ class CLIPTextBackbone(ReadTowerMixin, BaseModule):
         cast_dtype = self.transformer.get_cast_dtype()
         x = self.token_embedding(text_tokens).to(cast_dtype)
         x = x + self.positional_embedding[:length].to(cast_dtype)
-        ctx = ReadSequenceContext(mask=text_mask)
-        with read_context(self.resblocks(), ctx):
+        layout = SequenceLayout(batch_size=b, mask=text_mask)
+        with self.run_blocks(layout):
             x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
         feats = self.ln_final(x)
 
@@ -117,5 +117,4 @@ class CLIPTextBackbone(ReadTowerMixin, BaseModule):
             pooled = self.text_projection(pooled)
         elif self.text_projection is not None:
             pooled = pooled @ self.text_projection
-        states = ctx.states[-1] if ctx.states else None
-        return dict(feats=feats, pooled=pooled, mask=text_mask, states=states)
+        return dict(feats=feats, pooled=pooled, mask=text_mask, aux=self.peft_outputs(layout))

@@ -1,26 +1,27 @@
-"""CLIP image tower applied to video frames, with optional READ adapters."""
-from typing import Dict, Optional, Sequence
+"""CLIP image tower applied to video frames, with PETL methods (READ, token mixing, ...)."""
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 from mmengine.model import BaseModule
 from open_clip.transformer import VisionTransformer
 
-from mmvpeft.models.adapters.inject import ReadSequenceContext, read_context
+from mmvpeft.models.peft.layout import SequenceLayout
 from mmvpeft.registry import MODELS
-from .read_tower import ReadTowerMixin
 from .open_clip_utils import clip_mean_std, create_open_clip
+from .tower import PEFTTowerMixin
 
 
 @MODELS.register_module()
-class CLIPVisionBackbone(ReadTowerMixin, BaseModule):
-    """Per-clip CLIP image embeddings of a video, READ-adapted over time.
+class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
+    """Per-clip CLIP image embeddings of a video, with PETL methods in its blocks.
 
-    Every frame goes through the CLIP image tower; READ adapters in the chosen
-    layers run a recurrence over the frames of each video (per token position,
-    or on the CLS token only). Only ``model.visual`` is kept (the text tower is
-    dropped), under its CLIP name ``visual``, so the backbone's state dict keys
-    are the CLIP checkpoint's ``visual.*`` keys plus the adapters'.
+    Every frame goes through the CLIP image tower; the PETL methods listed in ``peft``
+    attach to its blocks and see the video layout (frames per video, frame mask) of each
+    forward, so READ can recur over frames and token mixing can mix them. Only
+    ``model.visual`` is kept (the text tower is dropped), under its CLIP name ``visual``,
+    so the backbone's state dict keys are the CLIP checkpoint's ``visual.*`` keys plus the
+    methods' modules.
 
     Args:
         model_name (str): open_clip architecture name. Defaults to 'ViT-B-32'.
@@ -28,15 +29,16 @@ class CLIPVisionBackbone(ReadTowerMixin, BaseModule):
             :func:`create_open_clip`.
         model_cfg (dict, optional): open_clip config dict for a custom model.
         frozen (bool): Freeze every CLIP parameter and keep the CLIP modules in
-            eval mode even when the backbone is in train mode; the adapters
-            stay trainable and follow the train/eval mode. Defaults to True.
-        adapter (dict, optional): :class:`ReadAdapter` kwargs without
-            ``in_dim`` (e.g. ``dict(hidden_dim=32, rnn_type='rnn')``). ``None``
-            disables READ.
-        adapter_layers (Sequence[int]): Blocks to adapt; negative indices
-            count from the end. Defaults to (-1, ).
-        adapter_mode (str): ``'tokens'``: one recurrence over frames per token
-            position; ``'cls'``: only the CLS token is adapted.
+            eval mode even when the backbone is in train mode; what the PETL
+            methods train stays trainable and follows the train/eval mode.
+            Defaults to True.
+        peft (list[dict], optional): PETL method configs, applied in order, e.g.
+            ``[dict(type='TokenMixing', layers=(-1, )), dict(type='READ',
+            layers=(-4, -3, -2, -1), hidden_dim=32)]``.
+        adapter, adapter_layers, adapter_mode: the older READ-only spelling,
+            kept for existing configs: ``adapter=dict(hidden_dim=32)`` equals
+            ``peft=[dict(type='READ', layers=adapter_layers, mode=adapter_mode,
+            hidden_dim=32)]``.
         normalize (bool): Normalise input with the CLIP mean/std. uint8 input
             is scaled from [0, 255], float input is taken as [0, 1].
         init_cfg (dict, optional): MMEngine init config.
@@ -47,14 +49,13 @@ class CLIPVisionBackbone(ReadTowerMixin, BaseModule):
                  pretrained: Optional[str] = None,
                  model_cfg: Optional[dict] = None,
                  frozen: bool = True,
+                 peft: Optional[List[dict]] = None,
                  adapter: Optional[dict] = None,
                  adapter_layers: Sequence[int] = (-1, ),
                  adapter_mode: str = 'tokens',
                  normalize: bool = True,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if adapter_mode not in ('tokens', 'cls'):
-            raise ValueError(f"adapter_mode must be 'tokens' or 'cls', got {adapter_mode!r}")
         clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg)
         mean, std = clip_mean_std(clip)
         visual = clip.visual
@@ -66,15 +67,17 @@ class CLIPVisionBackbone(ReadTowerMixin, BaseModule):
             raise ValueError('CLIPVisionBackbone needs a batch_first open_clip transformer')
         self.visual = visual
         self.normalize = normalize
-        self.adapter_mode = adapter_mode
+        self.tower_kind = 'vision'
         self.embed_dim = visual.output_dim
         self.width = visual.transformer.width
+        self.grid_size = tuple(visual.grid_size)
+        self.pool_type = visual.pool_type
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-        self.setup_read(frozen, adapter, adapter_layers, self.width)
+        self.setup_peft(frozen, peft, adapter, adapter_layers, adapter_mode)
 
-    def resblocks(self) -> nn.ModuleList:
+    def blocks(self) -> nn.ModuleList:
         return self.visual.transformer.resblocks
 
     def _preprocess(self, frames: torch.Tensor) -> torch.Tensor:
@@ -98,15 +101,14 @@ class CLIPVisionBackbone(ReadTowerMixin, BaseModule):
                 float in [0, 1]. Frames are in time order (clip-major).
             mask (Tensor, optional): (B, T) bool, True at valid clips,
                 right-padded; padded clips never influence valid ones through
-                the adapters.
+                the PETL methods.
 
         Returns:
             dict:
                 - feats (Tensor): (B, T, E) projected CLIP image embedding per
                   clip (mean over its K frames), not L2-normalised.
-                - states (Tensor | None): (B, T, r) CLS-position recurrent
-                  states of the last adapted layer (mean over K), with graph,
-                  zeros at padded clips; None without adapters.
+                - aux (dict): the PETL methods' outputs, e.g. ``read_states``
+                  (B, T, r) of READ, with graph.
         """
         if imgs.dim() == 5:
             imgs = imgs.unsqueeze(2)
@@ -124,14 +126,12 @@ class CLIPVisionBackbone(ReadTowerMixin, BaseModule):
             frame_mask = mask.bool().repeat_interleave(k, dim=1)
 
         frames = self._preprocess(imgs.reshape(b * t * k, c, h, w))
-        ctx = ReadSequenceContext(
-            num_frames=t * k, mask=frame_mask, cls_only=self.adapter_mode == 'cls')
-        with read_context(self.resblocks(), ctx):
+        layout = SequenceLayout(batch_size=b, num_frames=t * k, mask=frame_mask,
+                                frames_per_clip=k, num_prefix_tokens=1,
+                                grid_size=self.grid_size)
+        with self.run_blocks(layout):
             pooled = self.visual(frames)
         if isinstance(pooled, tuple):  # output_tokens=True towers
             pooled = pooled[0]
         feats = pooled.reshape(b, t, k, -1).mean(dim=2)
-        states = None
-        if ctx.states:
-            states = ctx.states[-1].reshape(b, t, k, -1).mean(dim=2)
-        return dict(feats=feats, states=states)
+        return dict(feats=feats, aux=self.peft_outputs(layout))

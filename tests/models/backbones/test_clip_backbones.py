@@ -10,7 +10,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from open_clip.model import CLIP  # noqa: E402
 
-from mmvpeft.models.adapters.inject import ReadResidualAttentionBlock  # noqa: E402
+from mmvpeft.models.peft import PEFTBlock  # noqa: E402
 from mmvpeft.models.backbones.clip_text import CLIPTextBackbone  # noqa: E402
 from mmvpeft.models.backbones.clip_vision import CLIPVisionBackbone  # noqa: E402
 from mmvpeft.models.backbones.open_clip_utils import clip_mean_std, create_open_clip  # noqa: E402
@@ -50,10 +50,15 @@ def text(ckpt, **kwargs):
     return CLIPTextBackbone(model_cfg=tiny_cfg(), pretrained=ckpt[0], **kwargs)
 
 
+def read_adapters(backbone):
+    """The READ adapters of a tower, in block order."""
+    return [b.read_adapter for b in backbone.blocks() if hasattr(b, 'read_adapter')]
+
+
 def randomize_up(backbone, seed=1):
     """Non-zero `up` so each adapter really changes the stream."""
     torch.manual_seed(seed)
-    for adapter in backbone.adapters:
+    for adapter in read_adapters(backbone):
         nn.init.normal_(adapter.up.weight, std=0.5)
         nn.init.normal_(adapter.up.bias, std=0.1)
 
@@ -90,8 +95,8 @@ def test_vision_step0_equals_frozen_clip(ckpt, mode):
     ref = clip.encode_image(frames).reshape(2, 3, 2, -1).mean(2)
     assert out['feats'].shape == (2, 3, 32)
     torch.testing.assert_close(out['feats'], ref, rtol=1e-5, atol=1e-5)
-    assert out['states'].shape == (2, 3, R)
-    assert torch.count_nonzero(out['states'][1, 2]) == 0  # padded clip
+    assert out['aux']['read_states'].shape == (2, 3, R)
+    assert torch.count_nonzero(out['aux']['read_states'][1, 2]) == 0  # padded clip
 
     # Float input in [0, 1], one frame per clip, gives the same per-frame features.
     out1 = backbone(imgs[:, :, 0].float() / 255)
@@ -122,30 +127,30 @@ def test_text_step0_equals_frozen_clip(ckpt):
     torch.testing.assert_close(out['feats'][mask], ref_feats[mask], rtol=1e-5, atol=1e-5)
     assert out['feats'].shape == (3, 10, 64) and out['pooled'].shape == (3, 32)
     assert torch.equal(out['mask'], mask)
-    assert out['states'].shape == (3, 10, R)
-    assert torch.count_nonzero(out['states'][~mask]) == 0
+    assert out['aux']['read_states'].shape == (3, 10, R)
+    assert torch.count_nonzero(out['aux']['read_states'][~mask]) == 0
 
 
 @pytest.mark.parametrize('mode', ['tokens', 'cls'])
 def test_states_come_from_last_adapted_layer_cls(ckpt, mode):
     backbone = vision(ckpt, adapter_layers=(0, 1), adapter_mode=mode).eval()
     out = backbone(torch.rand(2, 3, 2, 3, 32, 32))  # B=2, T=3, K=2 -> F=6 frames
-    last = backbone.adapters[-1].last_states
+    last = read_adapters(backbone)[-1].last_states
     if mode == 'tokens':  # (B*N, F, r) with N=5 tokens, CLS first
         last = last.reshape(2, 5, 6, R)[:, 0]
     expected = last.reshape(2, 3, 2, R).mean(2)
-    torch.testing.assert_close(out['states'], expected, rtol=0, atol=0)
-    assert not torch.allclose(out['states'], backbone.adapters[0].last_states.reshape(
+    torch.testing.assert_close(out['aux']['read_states'], expected, rtol=0, atol=0)
+    assert not torch.allclose(out['aux']['read_states'], read_adapters(backbone)[0].last_states.reshape(
         2, -1, 6, R)[:, 0].reshape(2, 3, 2, R).mean(2))
 
     tb = text(ckpt, adapter_layers=(0, 1))
     out = tb(*random_text())
-    assert out['states'] is tb.adapters[-1].last_states
+    assert out['aux']['read_states'] is read_adapters(tb)[-1].last_states
 
 
 def test_no_adapter_gives_no_states(ckpt):
-    assert vision(ckpt, adapter=None)(torch.rand(1, 2, 3, 32, 32))['states'] is None
-    assert text(ckpt, adapter=None)(*random_text())['states'] is None
+    assert vision(ckpt, adapter=None)(torch.rand(1, 2, 3, 32, 32))['aux'] == {}
+    assert text(ckpt, adapter=None)(*random_text())['aux'] == {}
 
 
 def test_tokenizer_to_text_backbone(tmp_path):
@@ -190,12 +195,14 @@ def test_vision_recurrence_over_time_and_batch(ckpt, mode):
         assert not torch.allclose(outs[bidirectional][0]['feats'], plain(imgs)['feats'])
 
     a, b = outs[False]
-    for key in ('feats', 'states'):
+    for key in ('feats', 'read_states'):
+        a[key], b[key] = a.get(key, a['aux'].get(key)), b.get(key, b['aux'].get(key))
         torch.testing.assert_close(b[key][1], a[key][1], rtol=0, atol=0)  # other sample
         torch.testing.assert_close(b[key][0, :2], a[key][0, :2], rtol=0, atol=0)  # earlier
         assert not torch.allclose(b[key][0, 3], a[key][0, 3])  # later frame sees it
     a, b = outs[True]
-    for key in ('feats', 'states'):
+    for key in ('feats', 'read_states'):
+        a[key], b[key] = a.get(key, a['aux'].get(key)), b.get(key, b['aux'].get(key))
         torch.testing.assert_close(b[key][1], a[key][1], rtol=0, atol=0)
         assert not torch.allclose(b[key][0, :2], a[key][0, :2])  # bidirectional: earlier too
 
@@ -212,12 +219,12 @@ def test_vision_padded_clips_do_not_leak(ckpt, bidirectional):
     changed[1, 2:] = torch.rand(2, 2, 3, 32, 32)
     a, b = backbone(imgs, mask), backbone(changed, mask)
     torch.testing.assert_close(b['feats'][1, :2], a['feats'][1, :2], rtol=0, atol=1e-6)
-    torch.testing.assert_close(b['states'][1, :2], a['states'][1, :2], rtol=0, atol=1e-6)
-    assert torch.count_nonzero(a['states'][1, 2:]) == 0
+    torch.testing.assert_close(b['aux']['read_states'][1, :2], a['aux']['read_states'][1, :2], rtol=0, atol=1e-6)
+    assert torch.count_nonzero(a['aux']['read_states'][1, 2:]) == 0
     # Same video alone, trimmed to its valid clips, gives the same valid outputs.
     alone = backbone(imgs[1:, :2])
     torch.testing.assert_close(alone['feats'][0], a['feats'][1, :2], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(alone['states'][0], a['states'][1, :2], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(alone['aux']['read_states'][0], a['aux']['read_states'][1, :2], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('bidirectional', [False, True])
@@ -236,7 +243,7 @@ def test_text_padding_and_direction(ckpt, bidirectional):
     junk[~mask] = torch.randint(EOT + 1, 1000, (int((~mask).sum()), ))
     b = backbone(junk, mask)
     torch.testing.assert_close(b['feats'][mask], a['feats'][mask], rtol=0, atol=1e-6)
-    torch.testing.assert_close(b['states'], a['states'], rtol=0, atol=1e-6)
+    torch.testing.assert_close(b['aux']['read_states'], a['aux']['read_states'], rtol=0, atol=1e-6)
     torch.testing.assert_close(b['pooled'], a['pooled'], rtol=0, atol=1e-6)
 
     # A later word: earlier states change only for the bidirectional adapter
@@ -244,21 +251,21 @@ def test_text_padding_and_direction(ckpt, bidirectional):
     later = tokens.clone()
     later[0, 5] = (later[0, 5] + 7) % (EOT - 1) + 1
     c = backbone(later, mask)
-    torch.testing.assert_close(c['states'][1:], a['states'][1:], rtol=0, atol=0)
+    torch.testing.assert_close(c['aux']['read_states'][1:], a['aux']['read_states'][1:], rtol=0, atol=0)
     torch.testing.assert_close(c['feats'][1:], a['feats'][1:], rtol=0, atol=0)
-    assert not torch.allclose(c['states'][0, 6:], a['states'][0, 6:])
+    assert not torch.allclose(c['aux']['read_states'][0, 6:], a['aux']['read_states'][0, 6:])
     if bidirectional:
-        assert not torch.allclose(c['states'][0, :5], a['states'][0, :5])
+        assert not torch.allclose(c['aux']['read_states'][0, :5], a['aux']['read_states'][0, :5])
         assert not torch.allclose(c['feats'][0, :5], a['feats'][0, :5])
     else:
-        torch.testing.assert_close(c['states'][0, :5], a['states'][0, :5], rtol=0, atol=0)
+        torch.testing.assert_close(c['aux']['read_states'][0, :5], a['aux']['read_states'][0, :5], rtol=0, atol=0)
         torch.testing.assert_close(c['feats'][0, :5], a['feats'][0, :5], rtol=0, atol=0)
 
 
 # --------------------------------------------------------------- freezing / gradients
 
 def _check_grads(backbone, loss):
-    adapter_params = {id(p) for a in backbone.adapters for p in a.parameters()}
+    adapter_params = {id(p) for a in read_adapters(backbone) for p in a.parameters()}
     trainable = {id(p) for p in backbone.parameters() if p.requires_grad}
     assert trainable == adapter_params and adapter_params
     loss.backward()
@@ -273,21 +280,21 @@ def test_vision_gradients_and_freezing(ckpt):
     backbone = vision(ckpt, adapter_layers=(0, 1)).train()
     randomize_up(backbone)  # with zero `up`, down/rnn grads are exactly zero
     out = backbone(torch.rand(2, 3, 2, 3, 32, 32), torch.tensor([[1, 1, 1], [1, 0, 0]]).bool())
-    _check_grads(backbone, out['feats'].square().sum() + out['states'].square().sum())
+    _check_grads(backbone, out['feats'].square().sum() + out['aux']['read_states'].square().sum())
 
 
 def test_text_gradients_and_freezing(ckpt):
     backbone = text(ckpt, adapter_layers=(0, 1), adapter=dict(hidden_dim=R, rnn_type='lstm')).train()
     randomize_up(backbone)
     out = backbone(*random_text())
-    _check_grads(backbone, out['pooled'].square().sum() + out['states'].square().sum())
+    _check_grads(backbone, out['pooled'].square().sum() + out['aux']['read_states'].square().sum())
 
 
 def test_step0_gradient_reaches_up(ckpt):
     backbone = vision(ckpt).train()
     out = backbone(torch.rand(1, 3, 3, 32, 32))
     out['feats'].sum().backward()
-    adapter = backbone.adapters[0]
+    adapter = read_adapters(backbone)[0]
     assert torch.count_nonzero(adapter.up.weight.grad) > 0
     assert all(p.grad is not None for p in adapter.parameters())
 
@@ -298,11 +305,11 @@ def test_frozen_clip_stays_in_eval_mode(ckpt):
     frozen = CLIPVisionBackbone(model_cfg=cfg, pretrained=ckpt[0],
                                 adapter=dict(hidden_dim=R, dropout=0.5)).train()
     assert frozen.training and not frozen.visual.training
-    assert all(a.training for a in frozen.adapters)
+    assert all(a.training for a in read_adapters(frozen))
     torch.manual_seed(0)
     torch.testing.assert_close(frozen(imgs)['feats'], frozen(imgs)['feats'])  # no patch dropout
     frozen.eval()
-    assert not any(a.training for a in frozen.adapters)
+    assert not any(a.training for a in read_adapters(frozen))
 
     unfrozen = CLIPVisionBackbone(model_cfg=cfg, pretrained=ckpt[0], frozen=False).train()
     assert unfrozen.visual.training
@@ -312,7 +319,7 @@ def test_frozen_clip_stays_in_eval_mode(ckpt):
 
     tb = text(ckpt).train()
     assert not tb.transformer.training and not tb.token_embedding.training
-    assert all(a.training for a in tb.adapters)
+    assert all(a.training for a in read_adapters(tb))
 
 
 # ---------------------------------------------------------- loading / names / errors
@@ -336,7 +343,7 @@ def test_checkpoint_round_trip_and_names(ckpt):
     missing, unexpected = vb.load_state_dict(ref, strict=False)
     assert missing and all('.read_adapter.' in k for k in missing)
     assert set(unexpected) == set(ref) - vision_keys
-    assert all(isinstance(vb.visual.transformer.resblocks[i], ReadResidualAttentionBlock)
+    assert all(isinstance(vb.visual.transformer.resblocks[i], PEFTBlock)
                for i in (0, 1))
 
 
@@ -358,7 +365,7 @@ def test_loading_errors(ckpt, tmp_path):
         vision(ckpt, adapter_layers=(2, ))
     with pytest.raises(IndexError, match=r'index -3 .*depth 2'):
         text(ckpt, adapter_layers=(-3, ))
-    with pytest.raises(ValueError, match='adapter_mode'):
+    with pytest.raises(ValueError, match='READ mode must be'):
         vision(ckpt, adapter_mode='patches')
 
 

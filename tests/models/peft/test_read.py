@@ -1,12 +1,10 @@
-"""ReadAdapter and its injection into open_clip blocks."""
+"""READ: the ReadAdapter module and the READ method on open_clip blocks."""
 import pytest
 import torch
 import torch.nn as nn
-from open_clip.transformer import ResidualAttentionBlock, Transformer
+from open_clip.transformer import ResidualAttentionBlock
 
-from mmvpeft.models.adapters.inject import (ReadResidualAttentionBlock, ReadSequenceContext,
-                                            inject_read_adapters, read_context)
-from mmvpeft.models.adapters.read_adapter import ReadAdapter
+from mmvpeft.models.peft import READ, PEFTBlock, ReadAdapter, SequenceLayout, peft_context
 from mmvpeft.registry import MODELS
 
 D, R = 16, 8
@@ -128,96 +126,103 @@ def test_gradients_reach_every_adapter_parameter():
         assert torch.count_nonzero(p.grad) > 0, name
 
 
-# ---------------------------------------------------------------- injection
+# ---------------------------------------------------------------- the READ method
 
-def _transformer(seed=0, layers=3, ls_init_value=None):
-    torch.manual_seed(seed)
-    return Transformer(D, layers, heads=2, mlp_ratio=2.0, ls_init_value=ls_init_value).eval()
+def _read(layers, **kwargs):
+    return dict(type='READ', layers=layers, hidden_dim=R, **kwargs)
 
 
-def test_inject_keeps_names_and_matches_at_step0():
-    tr = _transformer()
-    keys = set(tr.state_dict())
+def test_read_keeps_names_and_matches_at_step0(make_tower):
+    ref_tower = make_tower(width=D)
+    keys = set(ref_tower.state_dict())
     x = torch.randn(2, 5, D)
-    ref = tr(x)
-    adapters = inject_read_adapters(tr.resblocks, [0, -1], dict(hidden_dim=R), D)
-    assert len(adapters) == 2
-    assert isinstance(tr.resblocks[0], ReadResidualAttentionBlock)
-    assert type(tr.resblocks[1]) is ResidualAttentionBlock
-    assert tr.resblocks[2].read_adapter is adapters[1]
-    new_keys = set(tr.state_dict())
+    # no_grad on both sides: with grad on, only the adapted tower's MHA leaves PyTorch's
+    # fused inference path, which rounds differently (~1e-7).
+    with torch.no_grad():
+        ref = ref_tower(x)
+    tower = make_tower([_read([0, -1])], width=D)
+    blocks = tower.blocks()
+    assert isinstance(blocks[0], PEFTBlock) and isinstance(blocks[2], PEFTBlock)
+    assert type(blocks[1]) is ResidualAttentionBlock
+    assert isinstance(tower.methods[0], READ)
+    new_keys = set(tower.state_dict())
     assert keys < new_keys
     assert all('.read_adapter.' in k for k in new_keys - keys)
-    with read_context(tr.resblocks, ReadSequenceContext()) as ctx:
-        out = tr(x)
-    torch.testing.assert_close(out, ref)
-    assert [s.shape for s in ctx.states] == [(2, 5, R)] * 2
+    layout = SequenceLayout(batch_size=2)
+    with torch.no_grad():
+        out = tower(x, layout)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    assert [s.shape for s in layout.aux['read_states_raw']] == [(2, 5, R)] * 2
+    assert tower.methods[0].outputs(layout)['read_states'] is layout.aux['read_states_raw'][-1]
 
 
-def test_inject_errors():
-    tr = _transformer()
+def test_read_layer_errors(make_tower):
     with pytest.raises(IndexError, match=r'index 3 .*depth 3'):
-        inject_read_adapters(tr.resblocks, [3], {}, D)
+        make_tower([_read([3])], width=D)
     with pytest.raises(IndexError, match=r'index -4 .*depth 3'):
-        inject_read_adapters(tr.resblocks, [-4], {}, D)
+        make_tower([_read([-4])], width=D)
     with pytest.raises(ValueError, match='twice'):
-        inject_read_adapters(tr.resblocks, [2, -1], {}, D)
-    inject_read_adapters(tr.resblocks, [1], {}, D)
-    with pytest.raises(ValueError, match='already'):
-        inject_read_adapters(tr.resblocks, [1], {}, D)
+        make_tower([_read([2, -1])], width=D)
+    with pytest.raises(ValueError, match="already has a submodule named 'read_adapter'"):
+        make_tower([_read([1]), _read([1])], width=D)
 
 
-def test_adapted_block_needs_context_and_context_is_cleared():
-    tr = _transformer()
-    inject_read_adapters(tr.resblocks, [-1], dict(hidden_dim=R), D)
+def test_adapted_block_needs_layout_and_layout_is_cleared(make_tower):
+    tower = make_tower([_read([-1])], width=D)
     x = torch.randn(1, 4, D)
-    with pytest.raises(RuntimeError, match='ReadSequenceContext'):
-        tr(x)
+    with pytest.raises(RuntimeError, match='SequenceLayout'):
+        tower.transformer(x)
     with pytest.raises(ZeroDivisionError):
-        with read_context(tr.resblocks, ReadSequenceContext()):
+        with peft_context(tower.blocks(), SequenceLayout(batch_size=1)):
             1 / 0
-    assert tr.resblocks[-1].read_context is None
+    assert tower.blocks()[-1].peft_layout is None
 
 
-def test_adapter_sits_after_ls2_on_the_ffn_branch():
-    tr = _transformer(layers=1, ls_init_value=0.1)
-    block = tr.resblocks[0]
+def test_adapter_sits_after_ls2_on_the_ffn_branch(make_tower):
+    tower = make_tower([_read([0])], width=D, layers=1, ls_init_value=0.1)
+    block = tower.blocks()[0]
     torch.nn.init.normal_(block.ls_2.gamma)
-    inject_read_adapters(tr.resblocks, [0], dict(hidden_dim=R), D)
     seen = {}
     block.read_adapter.register_forward_hook(
         lambda m, args, out: seen.update(inp=args[0], out=out))
     x = torch.randn(2, 4, D)
-    with read_context(tr.resblocks, ReadSequenceContext()):
-        y = tr(x)
+    y = tower(x)
     h = x + block.ls_1(block.attention(block.ln_1(x)))
     torch.testing.assert_close(seen['inp'], block.ls_2(block.mlp(block.ln_2(h))))
     torch.testing.assert_close(y, h + seen['out'])
 
 
-def test_video_layout_tokens_and_cls():
+def test_video_layout_tokens_and_cls(make_tower):
     """(B*F, N, D) block input: recurrence over frames, per token or CLS only."""
     b, f, n = 2, 3, 4
     x = torch.randn(b * f, n, D)
-    for cls_only in (False, True):
-        tr = _transformer(layers=1)
-        inject_read_adapters(tr.resblocks, [0], dict(hidden_dim=R), D)
-        nn.init.normal_(tr.resblocks[0].read_adapter.up.weight)
-        ctx = ReadSequenceContext(num_frames=f, cls_only=cls_only)
-        with read_context(tr.resblocks, ctx):
-            y = tr(x)
-        assert ctx.states[0].shape == (b, f, R)
+    for mode in ('tokens', 'cls'):
+        tower = make_tower([_read([0], mode=mode)], width=D, layers=1, kind='vision')
+        nn.init.normal_(tower.blocks()[0].read_adapter.up.weight)
+        layout = SequenceLayout(batch_size=b, num_frames=f, num_prefix_tokens=1)
+        y = tower(x, layout)
+        assert layout.aux['read_states_raw'][0].shape == (b, f, R)
         x2 = x.clone()
         x2[f + 1] += torch.randn(n, D)  # sample 1, frame 1 (not a constant: LayerNorm)
-        with read_context(tr.resblocks, ReadSequenceContext(num_frames=f, cls_only=cls_only)):
-            y2 = tr(x2)
+        y2 = tower(x2, SequenceLayout(batch_size=b, num_frames=f, num_prefix_tokens=1))
         y, y2 = y.reshape(b, f, n, D), y2.reshape(b, f, n, D)
         torch.testing.assert_close(y2[0], y[0], rtol=0, atol=0)  # other sample
         torch.testing.assert_close(y2[1, 0], y[1, 0], rtol=0, atol=0)  # earlier frame
         assert not torch.allclose(y2[1, 2, 0], y[1, 2, 0])  # later frame, CLS
-        if cls_only:
+        if mode == 'cls':
             # Later frames' patch tokens only change through their own input,
             # which is untouched: no adapter on non-CLS tokens.
             torch.testing.assert_close(y2[1, 2, 1:], y[1, 2, 1:], rtol=0, atol=0)
         else:
             assert not torch.allclose(y2[1, 2, 1:], y[1, 2, 1:])
+
+
+def test_read_states_average_frames_of_a_clip(make_tower):
+    b, t, k, n = 2, 3, 2, 4
+    tower = make_tower([_read([0])], width=D, layers=1, kind='vision')
+    layout = SequenceLayout(batch_size=b, num_frames=t * k, frames_per_clip=k,
+                            num_prefix_tokens=1)
+    tower(torch.randn(b * t * k, n, D), layout)
+    raw = layout.aux['read_states_raw'][-1]
+    states = tower.methods[0].outputs(layout)['read_states']
+    torch.testing.assert_close(states, raw.reshape(b, t, k, R).mean(2), rtol=0, atol=0)

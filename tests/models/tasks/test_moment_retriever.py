@@ -90,7 +90,7 @@ def test_pvla_from_encoder_adapters_is_a_separate_key():
 def test_pvla_without_adapters_is_a_clear_error():
     model = MomentRetriever(ENC, HEAD, pvla_loss=dict(type='PVLALoss'), pvla_source='encoder')
     inputs, samples = _batch()
-    with pytest.raises(RuntimeError, match='no READ adapter states'):
+    with pytest.raises(RuntimeError, match='no READ states for both modalities'):
         model(inputs, samples, 'loss')
 
 

@@ -1,0 +1,67 @@
+"""What a CLIP tower shares with every PETL method: blocks, freezing, the train-mode rule.
+
+A tower knows the PETL *contract* (:mod:`mmvpeft.models.peft.base`), never a method by name.
+"""
+from typing import Iterator, List, Optional, Sequence
+
+from torch import nn
+
+from mmvpeft.models.peft.base import BasePEFTMethod, apply_peft, collect_outputs
+from mmvpeft.models.peft.block import peft_context
+from mmvpeft.models.peft.layout import SequenceLayout
+from mmvpeft.models.peft.read import legacy_read_cfg
+
+
+class PEFTTowerMixin:
+    """Mixin for a CLIP tower whose transformer blocks are ``self.blocks()``.
+
+    A frozen tower keeps every pretrained parameter fixed and its modules in eval mode (no
+    patch dropout) even while the model trains; the modules its PETL methods train follow the
+    requested mode.
+    """
+
+    frozen: bool
+    tower_kind: str  # 'vision' or 'text'
+    width: int
+
+    def blocks(self) -> nn.ModuleList:
+        raise NotImplementedError
+
+    def setup_peft(self, frozen: bool, peft: Optional[Sequence[dict]],
+                   adapter: Optional[dict] = None, adapter_layers: Sequence[int] = (-1, ),
+                   adapter_mode: Optional[str] = None) -> None:
+        """Applies ``peft`` (plus the legacy ``adapter=`` READ arguments) and freezes."""
+        cfgs = list(peft or [])
+        legacy = legacy_read_cfg(adapter, adapter_layers, adapter_mode)
+        if legacy is not None:
+            cfgs.insert(0, legacy)
+        self.frozen = frozen
+        # A plain list, not a ModuleList: the methods' modules already live in the blocks.
+        self.peft_methods: List[BasePEFTMethod] = apply_peft(self, cfgs, frozen)
+        self.train(self.training)
+
+    def run_blocks(self, layout: SequenceLayout):
+        """Context manager: the PETL blocks see ``layout`` during one tower forward."""
+        return peft_context(self.blocks(), layout)
+
+    def peft_outputs(self, layout: SequenceLayout) -> dict:
+        return collect_outputs(self.peft_methods, layout)
+
+    def peft_modules(self) -> Iterator[nn.Module]:
+        for m in getattr(self, 'peft_methods', ()):
+            yield from m.train_modules(self)
+
+    def merge_peft(self) -> None:
+        """Fold mergeable methods (LoRA) into the pretrained weights, for inference."""
+        for m in self.peft_methods:
+            if hasattr(m, 'merge') and getattr(m, 'mergeable', False):
+                m.merge(self)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, 'frozen', False):
+            for module in self.children():
+                module.eval()
+            for module in self.peft_modules():
+                module.train(mode)
+        return self

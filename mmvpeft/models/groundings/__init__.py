@@ -1,3 +1,0 @@
-from .moment_retriever import MomentRetriever
-
-__all__ = ['MomentRetriever']

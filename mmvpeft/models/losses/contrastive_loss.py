@@ -1,0 +1,69 @@
+"""Symmetric InfoNCE (CLIP) loss for text-video retrieval, optionally over all ranks."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmvpeft.registry import MODELS
+from mmvpeft.utils.dist import all_gather_with_grad, dist_world_size
+
+
+@MODELS.register_module()
+class SymmetricInfoNCELoss(nn.Module):
+    """Mean of the video->text and text->video cross-entropies over ``logit_scale * V T^T``.
+
+    Row ``i`` of ``video_embed`` and of ``text_embed`` form a positive pair; every other
+    row of the batch is a negative (CLIP4Clip's and CLIP's loss)::
+
+        logits = logit_scale * video @ text.T                         (N, N)
+        loss   = (CE(logits, arange(N)) + CE(logits.T, arange(N))) / 2
+
+    Distributed (``gather=True`` and an initialised process group of world size ``W > 1``):
+    every rank gathers all ranks' embeddings *with gradient*
+    (:func:`~mmvpeft.utils.dist.all_gather_with_grad`) and computes the loss above over the
+    global batch ``N = sum_r B_r``, so negatives come from all ranks and every rank returns
+    the same value, the global loss ``L``. Scaling, worked out: the gather's backward sums
+    the ranks' gradients, so rank ``r``'s embeddings ``e_r`` get ``W * dL/de_r`` (W times
+    their share) and its encoder gradient is ``W * (dL/de_r)(de_r/dtheta)``. DDP then
+    averages over ranks: ``(1/W) sum_r W (dL/de_r)(de_r/dtheta) = dL/dtheta``. The
+    ``logit_scale`` gradient is the full ``dL/ds`` on every rank (not gathered) and averages
+    to itself. Hence no extra factor is needed:
+    2 ranks with B each give exactly the gradient of 1 process with 2B (tested). A gather
+    whose backward kept only the local gradient would instead give ``dL/dtheta / W`` for the
+    encoders. Without a process group this is the plain single-batch loss.
+
+    Args:
+        loss_weight: Multiplier of the returned loss.
+        gather: Use the negatives of all ranks when distributed.
+    """
+
+    def __init__(self, loss_weight: float = 1.0, gather: bool = True) -> None:
+        super().__init__()
+        self.loss_weight = float(loss_weight)
+        self.gather = bool(gather)
+
+    def forward(self, video_embed: torch.Tensor, text_embed: torch.Tensor,
+                logit_scale: torch.Tensor) -> torch.Tensor:
+        """Loss of aligned pairs.
+
+        Args:
+            video_embed: ``(B, E)`` video embeddings (L2-normalised by the model).
+            text_embed: ``(B, E)`` text embeddings of the matching captions, same order.
+            logit_scale: Scalar tensor, the temperature's inverse, already ``exp``-ed and
+                clamped by the model (CLIP: at most 100).
+
+        Returns:
+            torch.Tensor: Scalar loss (the global one when gathering).
+        """
+        if video_embed.ndim != 2 or video_embed.shape != text_embed.shape:
+            raise ValueError(f'video_embed and text_embed must both be (B, E), got '
+                             f'{tuple(video_embed.shape)} and {tuple(text_embed.shape)}')
+        if self.gather and dist_world_size() > 1:
+            video_embed = all_gather_with_grad(video_embed)
+            text_embed = all_gather_with_grad(text_embed)
+        logits = logit_scale * video_embed @ text_embed.T
+        labels = torch.arange(logits.shape[0], device=logits.device)
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        return self.loss_weight * loss
+
+    def extra_repr(self) -> str:
+        return f'loss_weight={self.loss_weight}, gather={self.gather}'

@@ -1,0 +1,152 @@
+"""What every video-language task model shares: towers or features in, auxiliary losses
+(PVLA), declared loss keys, and trainable-only checkpoints."""
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmengine.model import BaseModel
+
+from mmvpeft.registry import MODELS
+
+
+class VideoLanguageModel(BaseModel):
+    """Base of the task models (grounding, retrieval, ...).
+
+    A task subclass adds its head and loss and implements ``forward``; this class owns:
+
+    - the towers: ``video_backbone`` (frames -> ``dict(feats (B, T, E), aux)``) and
+      ``text_backbone`` (tokens -> ``dict(feats (B, L, W), pooled (B, E), mask, aux)``), or
+      pre-extracted features when a tower is absent (:meth:`encode_video`,
+      :meth:`encode_text`);
+    - PVLA, between the towers' READ states (``aux['read_states']``), logged as
+      ``loss_pvla`` (:meth:`pvla`);
+    - the loss total: exactly :attr:`loss_keys` are summed, an undeclared ``loss*`` key is an
+      error (MMEngine's default sums every key containing "loss");
+    - what a checkpoint keeps: with ``save_trainable_only`` the state dict omits frozen
+      parameters (adapter-only checkpoints), and loading one keeps the frozen weights the
+      model was built with. What trains is decided once, when the towers apply their PETL
+      methods (:func:`mmvpeft.models.peft.apply_peft`).
+
+    Args:
+        video_backbone (dict, optional): e.g. ``CLIPVisionBackbone``.
+        text_backbone (dict, optional): e.g. ``CLIPTextBackbone``.
+        pvla_loss (dict, optional): ``PVLALoss`` config; None disables it.
+        save_trainable_only (bool): drop frozen parameters from checkpoints.
+    """
+
+    def __init__(self,
+                 video_backbone: Optional[dict] = None,
+                 text_backbone: Optional[dict] = None,
+                 pvla_loss: Optional[dict] = None,
+                 save_trainable_only: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.video_backbone = MODELS.build(video_backbone) if video_backbone else None
+        self.text_backbone = MODELS.build(text_backbone) if text_backbone else None
+        self.pvla_loss = MODELS.build(pvla_loss) if pvla_loss else None
+        self.save_trainable_only = save_trainable_only
+        self._register_state_dict_hook(_drop_frozen_params)
+        self._register_load_state_dict_pre_hook(_fill_frozen_params, with_module=True)
+
+    # ---- inputs -----------------------------------------------------------------------
+    def encode_video(self, inputs: dict) -> dict:
+        """``imgs`` through the video tower, or ``video_feat`` as given.
+
+        Returns:
+            dict: ``feats`` (B, T, E), ``mask`` (B, T), ``aux`` (the tower's method outputs).
+        """
+        mask = inputs.get('video_mask')
+        if 'imgs' in inputs:
+            if self.video_backbone is None:
+                raise KeyError('inputs has "imgs" (raw frames) but the model has no '
+                               'video_backbone; add one or load clip features instead')
+            out = self.video_backbone(inputs['imgs'], mask)
+            return dict(feats=out['feats'], mask=mask, aux=out.get('aux', {}))
+        if 'video_feat' not in inputs:
+            raise KeyError(f'inputs needs "imgs" or "video_feat", got {sorted(inputs)}')
+        return dict(feats=inputs['video_feat'], mask=mask, aux={})
+
+    def encode_text(self, inputs: dict) -> dict:
+        """``text_tokens`` through the text tower, or ``text_feat`` as given.
+
+        Returns:
+            dict: ``feats`` (B, L, W), ``mask`` (B, L), ``pooled`` (B, E) when a tower ran,
+            ``aux``.
+        """
+        mask = inputs.get('text_mask')
+        if 'text_tokens' in inputs:
+            if self.text_backbone is None:
+                raise KeyError('inputs has "text_tokens" but the model has no text_backbone')
+            out = self.text_backbone(inputs['text_tokens'], mask)
+            return dict(feats=out['feats'], pooled=out['pooled'], mask=mask,
+                        aux=out.get('aux', {}))
+        if 'text_feat' not in inputs:
+            raise KeyError(f'inputs needs "text_tokens" or "text_feat", got {sorted(inputs)}')
+        return dict(feats=inputs['text_feat'], mask=mask, aux={})
+
+    # ---- losses -----------------------------------------------------------------------
+    @property
+    def task_loss_keys(self) -> Tuple[str, ...]:
+        """The task's own loss terms (the head's)."""
+        raise NotImplementedError
+
+    @property
+    def loss_keys(self) -> Tuple[str, ...]:
+        """Exactly the loss terms summed into the total; anything else is only logged."""
+        return tuple(self.task_loss_keys) + (('loss_pvla', ) if self.pvla_loss is not None
+                                             else ())
+
+    def pvla(self, video_states: Optional[torch.Tensor], text_states: Optional[torch.Tensor],
+             video_mask: torch.Tensor, text_mask: torch.Tensor, source: str = 'backbone'
+             ) -> torch.Tensor:
+        """PVLA between (B, Nv, r) video and (B, Nl, r) text states."""
+        if video_states is None or text_states is None:
+            raise RuntimeError(f'pvla_loss is set but the {source} has no READ states for '
+                               'both modalities; add READ to both or set pvla_loss=None')
+        return self.pvla_loss(video_states, text_states, video_mask, text_mask)
+
+    def parse_losses(self, losses: Dict[str, torch.Tensor]):
+        """Sum exactly ``self.loss_keys``; an undeclared ``loss*`` key is an error rather
+        than silently added (MMEngine's default sums every key containing "loss")."""
+        undeclared = [k for k in losses if k not in self.loss_keys]
+        if undeclared:
+            raise KeyError(f'losses {undeclared} are not declared in loss_keys '
+                           f'{self.loss_keys}; declare them so the total is explicit')
+        missing = [k for k in self.loss_keys if k not in losses]
+        if missing:
+            raise KeyError(f'declared losses {missing} were not returned')
+        total = sum(losses[k] for k in self.loss_keys)
+        log_vars = OrderedDict([('loss', total.detach())])
+        log_vars.update((k, v.detach()) for k, v in losses.items())
+        return total, log_vars
+
+    # ---- checkpoints and inference ----------------------------------------------------
+    def frozen_param_names(self) -> List[str]:
+        return [n for n, p in self.named_parameters() if not p.requires_grad]
+
+    def towers(self) -> List[torch.nn.Module]:
+        return [t for t in (self.video_backbone, self.text_backbone) if t is not None]
+
+    def merge_peft(self) -> 'VideoLanguageModel':
+        """Fold mergeable PETL methods (LoRA) into the tower weights, for inference."""
+        for tower in self.towers():
+            tower.merge_peft()
+        return self
+
+
+def _drop_frozen_params(module: VideoLanguageModel, state_dict, prefix, local_metadata):
+    if module.save_trainable_only:
+        for name in module.frozen_param_names():
+            state_dict.pop(prefix + name, None)
+    return state_dict
+
+
+def _fill_frozen_params(module: VideoLanguageModel, state_dict, prefix, local_metadata, strict,
+                        missing_keys, unexpected_keys, error_msgs):
+    # A trainable-only checkpoint omits frozen weights: keep the ones the model was built
+    # with (its pretrained backbone) instead of reporting hundreds of missing keys. Missing
+    # trainable weights are still reported by the normal path.
+    for name, param in module.named_parameters():
+        if not param.requires_grad and prefix + name not in state_dict:
+            state_dict[prefix + name] = param.detach()
