@@ -13,53 +13,12 @@ can be measured before its data is downloaded. On a shared 2-core machine prefix
 import argparse
 import importlib.util
 import os.path as osp
-import platform
-import resource
-import statistics
-import time
 
-import numpy as np
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
-from mmvpeft.registry import MODELS
-from mmvpeft.utils import parameter_report
-
-
-def _image_size(cfg) -> int:
-    for t in cfg.train_dataloader.dataset.get('pipeline', []):
-        if t['type'] == 'VideoCenterCrop':
-            return t['size']
-    return 224
-
-
-def synthetic_batch(cfg, batch_size: int, num_clips: int, num_words: int, device) -> tuple:
-    """Random inputs with the shapes the config's model consumes, and matching samples."""
-    g = torch.Generator().manual_seed(0)
-    model_cfg = cfg.model
-    inputs = dict(video_mask=torch.ones(batch_size, num_clips, dtype=torch.bool),
-                  text_mask=torch.ones(batch_size, num_words, dtype=torch.bool))
-    if model_cfg.get('video_backbone'):
-        size = _image_size(cfg)
-        inputs['imgs'] = torch.randint(0, 256, (batch_size, num_clips, 1, 3, size, size),
-                                       generator=g, dtype=torch.uint8)
-    else:
-        inputs['video_feat'] = torch.randn(batch_size, num_clips,
-                                           model_cfg.encoder.video_dim, generator=g)
-    if model_cfg.get('text_backbone'):
-        # Words from the CLIP vocabulary, EOT (the largest id) last.
-        tokens = torch.randint(1, 40000, (batch_size, num_words), generator=g)
-        tokens[:, 0], tokens[:, -1] = 49406, 49407
-        inputs['text_tokens'] = tokens
-    else:
-        inputs['text_feat'] = torch.randn(batch_size, num_words,
-                                          model_cfg.encoder.text_dim, generator=g)
-    clip_len, duration = 2.0, 2.0 * num_clips
-    samples = [dict(qid=i, gt_windows=np.array([[0.25 * duration, 0.5 * duration]]),
-                    clip_len=clip_len, num_clips=num_clips, duration=duration)
-               for i in range(batch_size)]
-    return {k: v.to(device) for k, v in inputs.items()}, samples
+from mmvpeft.apis.benchmarking import benchmark_model
 
 
 def dataset_batch(cfg, batch_size: int, device) -> tuple:
@@ -72,45 +31,10 @@ def dataset_batch(cfg, batch_size: int, device) -> tuple:
 
 def run(cfg, batch_size, num_clips, num_words, steps, device, synthetic) -> dict:
     init_default_scope(cfg.get('default_scope', 'mmvpeft'))
-    torch.manual_seed(0)
-    dev = torch.device(device)
-    model = MODELS.build(cfg.model).to(dev).train()
-    rows, table = parameter_report(model)
-    inputs, samples = (synthetic_batch(cfg, batch_size, num_clips, num_words, dev) if synthetic
-                       else dataset_batch(cfg, batch_size, dev))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=1e-4)
-    if dev.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(dev)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for step in range(steps + 1):  # the first step warms up
-        if dev.type == 'cuda':
-            torch.cuda.synchronize(dev)
-        start = time.perf_counter()
-        losses = model(inputs, samples, mode='loss')
-        total, _ = model.parse_losses(losses)
-        optim.zero_grad()
-        total.backward()
-        optim.step()
-        if dev.type == 'cuda':
-            torch.cuda.synchronize(dev)
-        if step:
-            times.append(time.perf_counter() - start)
-    result = dict(
-        device=str(dev),
-        hardware=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else
-        f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads',
-        step_ms_median=1e3 * statistics.median(times), step_ms_min=1e3 * min(times),
-        trainable=rows[-1][1], total=rows[-1][2], param_table=table,
-        loss_keys=list(losses), input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
-    if dev.type == 'cuda':
-        result['peak_mem_mib'] = torch.cuda.max_memory_allocated(dev) / 2**20
-    else:  # ru_maxrss is in KiB on Linux: peak resident memory of the whole process
-        result['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        result['peak_rss_growth_mib'] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss -
-                                         rss_before) / 1024
-    if model.pvla_loss is not None:
+    given = None if synthetic else dataset_batch(cfg, batch_size, torch.device(device))
+    result = benchmark_model(cfg, batch_size, num_clips, num_words, steps, device, given)
+    model, inputs = result.pop('model'), result.pop('inputs')
+    if getattr(model, 'pvla_loss', None) is not None and hasattr(model, 'extract_feat'):
         with torch.no_grad():
             enc = model.extract_feat(inputs)
         b, nv, r = enc['video_states'].shape

@@ -18,8 +18,10 @@ def parameter_report(model: nn.Module, depth: int = 2,
 
     Groups are the model's top-level children; a child that mixes frozen and trainable
     parameters (a frozen backbone with adapters) is broken down to its children that hold
-    trainable ones, down to ``depth`` levels. Each module class named in ``kinds`` adds a
-    row ``[ClassName x N]`` summing all its instances (e.g. every READ adapter).
+    trainable ones, down to ``depth`` levels. Each PETL method of a tower adds a row
+    ``[tower: Method(layers=...)]`` with the parameters it trains (out of the tower's
+    total), and each module class named in ``kinds`` a row ``[ClassName x N]`` summing all
+    its instances (e.g. every READ adapter).
 
     Returns:
         tuple: rows (last row ``'total'``) and the table as text.
@@ -38,6 +40,12 @@ def parameter_report(model: nn.Module, depth: int = 2,
 
     for name, child in model.named_children():
         visit(name, child, 1)
+    for tower_name, tower in model.named_modules():
+        for method in getattr(tower, 'peft_methods', ()):
+            params = {id(p): p for p in method.trainable(tower)}
+            trained = sum(p.numel() for p in params.values() if p.requires_grad)
+            total = sum(p.numel() for p in tower.parameters())
+            rows.append((f'[{tower_name or "model"}: {method!r}]', trained, total))
     for kind in kinds:
         found = [m for m in model.modules() if type(m).__name__ == kind]
         if found:

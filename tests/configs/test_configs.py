@@ -50,9 +50,9 @@ def test_feature_configs_build(path):
     assert set(model.loss_keys) >= {'loss_cls'}
 
 
-def test_read_tacos_trains_a_step_on_tacos_shaped_input(load_tool):
+def test_read_tacos_trains_a_step_on_tacos_shaped_input():
     """ViT-B/32 both towers (random weights), 224 px frames, READ in 4 blocks each, PVLA."""
-    bench = load_tool('benchmark')
+    from mmvpeft.apis import benchmarking as bench
     cfg = _offline(Config.fromfile(osp.join(REPO_ROOT, 'configs', 'read_tacos.py')))
     init_default_scope('mmvpeft')
     torch.manual_seed(0)

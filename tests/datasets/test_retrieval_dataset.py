@@ -77,6 +77,7 @@ def test_generic_train_items_are_pairs_and_paths_join_data_root(generic):
                                                  ['c#2']]
     assert infos[2]['captions'] == ['a dog runs']  # stripped
     assert infos[1]['caption_index'] == 1
+    assert [i['video_index'] for i in infos] == [0, 0, 1, 2, 2, 2]
     assert infos[0]['video_path'] == str(generic / 'videos' / 'a.mp4')
     assert infos[3]['video_path'] == str(generic / 'videos' / 'clip_c.mp4')
 
@@ -87,7 +88,7 @@ def test_generic_test_items_are_videos(generic):
     assert len(ds) == 3
     info = ds.get_data_info(2)
     assert info['vid'] == 'c' and info['captions'] == ['a cat sleeps', 'a cat naps', 'a cat rests']
-    assert info['caption_ids'] == ['c#0', 'c#1', 'c#2']
+    assert info['caption_ids'] == ['c#0', 'c#1', 'c#2'] and info['video_index'] == 2
 
 
 @pytest.mark.parametrize('line,match', [
@@ -97,7 +98,8 @@ def test_generic_test_items_are_videos(generic):
     ({'vid': 'x', 'captions': ['ok', 7]}, r'ann.jsonl:2: field "captions\[1\]".*vid=\'x\''),
     ({'vid': 'x', 'captions': ['ok', '  ']}, r'ann.jsonl:2: field "captions\[1\]"'),
     ({'captions': ['ok']}, r'ann.jsonl:2: field "vid"'),
-    ({'vid': 'a', 'captions': ['dup']}, r"ann.jsonl:2: duplicate vid 'a' \(first at .*ann.jsonl:1\)"),
+    ({'vid': 'a', 'captions': ['dup']},
+     r"ann.jsonl:2: duplicate vid 'a' \(first at .*ann.jsonl:1\)"),
 ])
 def test_generic_malformed_lines_are_named(tmp_path, line, match):
     write_jsonl(tmp_path / 'ann.jsonl', [dict(vid='a', captions=['fine']), line])
@@ -147,6 +149,7 @@ def test_train_loader_batches_pairs(generic):
     torch.testing.assert_close(inp['text_video_index'], torch.arange(4))
     assert [s['caption_ids'] for s in batch['data_samples']] == [['a#0'], ['a#1'], ['b#0'],
                                                                  ['c#0']]
+    assert [s['video_index'] for s in batch['data_samples']] == [0, 0, 1, 2]
 
 
 def test_test_loader_batches_videos_with_all_captions(generic):

@@ -19,3 +19,24 @@ def test_report_counts_groups_adapters_and_total():
     assert by_name['[ReadAdapter x 1]'] == (adapter, adapter)
     assert rows[-1] == ('total', adapter + 11, 110 + adapter + 11)
     assert f'{100 * (adapter + 11) / (121 + adapter):.3f}%' in table.splitlines()[-1]
+
+
+def test_report_has_a_row_per_peft_method():
+    from mmvpeft.models.backbones import CLIPVisionBackbone
+    cfg = dict(embed_dim=32,
+               vision_cfg=dict(image_size=32, patch_size=16, width=64, layers=2,
+                               head_width=32, mlp_ratio=2.0),
+               text_cfg=dict(context_length=16, vocab_size=1000, width=64, heads=2, layers=2))
+    model = nn.Module()
+    model.video = CLIPVisionBackbone(model_cfg=cfg, peft=[
+        dict(type='TokenMixing', layers=(-1, )), dict(type='READ', layers=(0, ), hidden_dim=4)])
+    rows, table = parameter_report(model)
+    by_name = {r[0]: r[1:] for r in rows}
+    block = sum(p.numel() for n, p in model.video.visual.transformer.resblocks[1]
+                .named_parameters())
+    read = sum(p.numel() for p in model.video.visual.transformer.resblocks[0].read_adapter
+               .parameters())
+    tower_total = sum(p.numel() for p in model.video.parameters())
+    assert by_name['[video: TokenMixing(layers=[1])]'] == (block, tower_total)
+    assert by_name['[video: READ(layers=[0])]'] == (read, tower_total)
+    assert rows[-1][1] == block + read

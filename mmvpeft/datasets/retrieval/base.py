@@ -10,9 +10,10 @@ files and lays the items out:
 - test (``test_mode=True``): one item per video holding all its captions, so each video is
   decoded and encoded once.
 
-Every item carries ``vid``, ``captions`` (a list, length 1 in training), ``caption_ids``
-(``f'{vid}#{k}'`` with ``k`` the caption's index within its video: unique across the set)
-and ``video_path`` (or ``frame_dir``).
+Every item carries ``vid``, ``video_index`` (the video's position in the set: a stable
+integer, e.g. for ``SymmetricInfoNCELoss(pair_ids=...)``), ``captions`` (a list, length 1 in
+training), ``caption_ids`` (``f'{vid}#{k}'`` with ``k`` the caption's index within its video:
+unique across the set) and ``video_path`` (or ``frame_dir``).
 
 Generic layout (for your own data; the synthetic demo writes it), one JSON object a line::
 
@@ -174,7 +175,7 @@ class VideoTextRetrievalDataset(BaseDataset):
         if not videos:
             raise AnnotationError(f'{type(self).__name__}: no video in {self.ann_file}')
         seen, missing, data_list = {}, [], []
-        for video in videos:
+        for video_index, video in enumerate(videos):
             vid = video['vid']
             where = video.get('where', self.ann_file)
             if vid in seen:
@@ -189,11 +190,12 @@ class VideoTextRetrievalDataset(BaseDataset):
                         missing.append(f'{path} (vid={vid!r})')
             caption_ids = [f'{vid}#{k}' for k in range(len(captions))]
             if self.test_mode:
-                data_list.append(dict(vid=vid, captions=captions, caption_ids=caption_ids,
-                                      **paths))
+                data_list.append(dict(vid=vid, video_index=video_index, captions=captions,
+                                      caption_ids=caption_ids, **paths))
             else:
                 data_list.extend(
-                    dict(vid=vid, captions=[cap], caption_ids=[cid], caption_index=k, **paths)
+                    dict(vid=vid, video_index=video_index, captions=[cap], caption_ids=[cid],
+                         caption_index=k, **paths)
                     for k, (cap, cid) in enumerate(zip(captions, caption_ids)))
         if missing:
             kind = 'video file' if self.video_dir is not None else 'frame folder'

@@ -34,8 +34,9 @@ class PackRetrievalInputs(BaseTransform):
 
     REQUIRED_META = ('vid', 'captions', 'caption_ids')
 
-    def __init__(self, meta_keys: Sequence[str] = ('vid', 'captions', 'caption_ids',
-                                                    'video_path', 'frame_inds')) -> None:
+    def __init__(self, meta_keys: Sequence[str] = ('vid', 'video_index', 'captions',
+                                                    'caption_ids', 'video_path',
+                                                    'frame_inds')) -> None:
         self.meta_keys = tuple(meta_keys)
         missing = [k for k in self.REQUIRED_META if k not in self.meta_keys]
         if missing:

@@ -1,4 +1,6 @@
 """Symmetric InfoNCE (CLIP) loss for text-video retrieval, optionally over all ranks."""
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,12 @@ class SymmetricInfoNCELoss(nn.Module):
     whose backward kept only the local gradient would instead give ``dL/dtheta / W`` for the
     encoders. Without a process group this is the plain single-batch loss.
 
+    False negatives: in training a batch may hold two captions of one video (or two videos
+    with the same caption). Pass ``pair_ids (B,)`` integers, equal for pairs that must not
+    be each other's negatives (e.g. the dataset's ``video_index``, or ``zlib.crc32`` of the
+    caption; never Python's ``hash`` of a str, which differs between processes): every
+    off-diagonal logit between equal ids is removed from both softmaxes.
+
     Args:
         loss_weight: Multiplier of the returned loss.
         gather: Use the negatives of all ranks when distributed.
@@ -42,7 +50,8 @@ class SymmetricInfoNCELoss(nn.Module):
         self.gather = bool(gather)
 
     def forward(self, video_embed: torch.Tensor, text_embed: torch.Tensor,
-                logit_scale: torch.Tensor) -> torch.Tensor:
+                logit_scale: torch.Tensor,
+                pair_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Loss of aligned pairs.
 
         Args:
@@ -50,6 +59,8 @@ class SymmetricInfoNCELoss(nn.Module):
             text_embed: ``(B, E)`` text embeddings of the matching captions, same order.
             logit_scale: Scalar tensor, the temperature's inverse, already ``exp``-ed and
                 clamped by the model (CLIP: at most 100).
+            pair_ids: Optional ``(B,)`` integer ids; pairs with equal ids are not negatives
+                of each other (see the class docstring).
 
         Returns:
             torch.Tensor: Scalar loss (the global one when gathering).
@@ -57,11 +68,22 @@ class SymmetricInfoNCELoss(nn.Module):
         if video_embed.ndim != 2 or video_embed.shape != text_embed.shape:
             raise ValueError(f'video_embed and text_embed must both be (B, E), got '
                              f'{tuple(video_embed.shape)} and {tuple(text_embed.shape)}')
+        if pair_ids is not None:
+            pair_ids = torch.as_tensor(pair_ids, device=video_embed.device).long()
+            if pair_ids.shape != video_embed.shape[:1]:
+                raise ValueError(f'pair_ids must be (B,) = ({len(video_embed)},), got '
+                                 f'{tuple(pair_ids.shape)}')
         if self.gather and dist_world_size() > 1:
             video_embed = all_gather_with_grad(video_embed)
             text_embed = all_gather_with_grad(text_embed)
+            if pair_ids is not None:
+                pair_ids = all_gather_with_grad(pair_ids)  # integers: no gradient
         logits = logit_scale * video_embed @ text_embed.T
         labels = torch.arange(logits.shape[0], device=logits.device)
+        if pair_ids is not None:
+            same = pair_ids[:, None] == pair_ids[None, :]
+            same.fill_diagonal_(False)
+            logits = logits.masked_fill(same, float('-inf'))
         loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
         return self.loss_weight * loss
 

@@ -1,4 +1,5 @@
 from .base import VideoLanguageModel
 from .moment_retriever import MomentRetriever
+from .video_text_retriever import VideoTextRetriever
 
-__all__ = ['VideoLanguageModel', 'MomentRetriever']
+__all__ = ['VideoLanguageModel', 'MomentRetriever', 'VideoTextRetriever']

@@ -108,8 +108,9 @@ class VideoLanguageModel(BaseModel):
 
     def parse_losses(self, losses: Dict[str, torch.Tensor]):
         """Sum exactly ``self.loss_keys``; an undeclared ``loss*`` key is an error rather
-        than silently added (MMEngine's default sums every key containing "loss")."""
-        undeclared = [k for k in losses if k not in self.loss_keys]
+        than silently added (MMEngine's default sums every key containing "loss"); other
+        keys (e.g. ``logit_scale``) are logged only."""
+        undeclared = [k for k in losses if k.startswith('loss') and k not in self.loss_keys]
         if undeclared:
             raise KeyError(f'losses {undeclared} are not declared in loss_keys '
                            f'{self.loss_keys}; declare them so the total is explicit')
@@ -118,7 +119,7 @@ class VideoLanguageModel(BaseModel):
             raise KeyError(f'declared losses {missing} were not returned')
         total = sum(losses[k] for k in self.loss_keys)
         log_vars = OrderedDict([('loss', total.detach())])
-        log_vars.update((k, v.detach()) for k, v in losses.items())
+        log_vars.update((k, v.detach() if torch.is_tensor(v) else v) for k, v in losses.items())
         return total, log_vars
 
     # ---- checkpoints and inference ----------------------------------------------------

@@ -1,0 +1,131 @@
+"""Synthetic batches and training-step timing shared by the benchmark and comparison tools."""
+import platform
+import resource
+import statistics
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from mmvpeft.registry import MODELS
+from mmvpeft.utils import parameter_report
+
+
+def pipeline_image_size(cfg) -> int:
+    """The crop size of the config's training pipeline (224 when it has none)."""
+    for t in cfg.train_dataloader.dataset.get('pipeline', []):
+        if t['type'] == 'VideoCenterCrop':
+            return t['size']
+    return 224
+
+
+def _tokens(g, rows: int, num_words: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    # Words from the CLIP vocabulary between SOT and EOT (the largest id), all valid.
+    tokens = torch.randint(1, 40000, (rows, num_words), generator=g)
+    tokens[:, 0], tokens[:, -1] = 49406, 49407
+    return tokens, torch.ones(rows, num_words, dtype=torch.bool)
+
+
+def synthetic_batch(cfg, batch_size: int, num_clips: int, num_words: int,
+                    device) -> Tuple[Dict[str, torch.Tensor], List[dict]]:
+    """Random inputs of the shapes the config's model consumes, and matching samples.
+
+    Grounding models (``MomentRetriever``) get ``num_clips`` clips of one frame and a
+    ground-truth window; retrieval models (``VideoTextRetriever``) get ``num_clips`` frames
+    per video and one caption per video.
+    """
+    g = torch.Generator().manual_seed(0)
+    model_cfg = cfg.model
+    size = pipeline_image_size(cfg)
+    if model_cfg['type'] == 'VideoTextRetriever':
+        tokens, text_mask = _tokens(g, batch_size, num_words)
+        inputs = dict(imgs=torch.randint(0, 256, (batch_size, num_clips, 3, size, size),
+                                         generator=g, dtype=torch.uint8),
+                      video_mask=torch.ones(batch_size, num_clips, dtype=torch.bool),
+                      text_tokens=tokens, text_mask=text_mask,
+                      text_video_index=torch.arange(batch_size))
+        samples = [dict(vid=f'v{i}', caption_ids=[f'v{i}#0']) for i in range(batch_size)]
+        return {k: v.to(device) for k, v in inputs.items()}, samples
+
+    inputs = dict(video_mask=torch.ones(batch_size, num_clips, dtype=torch.bool),
+                  text_mask=torch.ones(batch_size, num_words, dtype=torch.bool))
+    if model_cfg.get('video_backbone'):
+        inputs['imgs'] = torch.randint(0, 256, (batch_size, num_clips, 1, 3, size, size),
+                                       generator=g, dtype=torch.uint8)
+    else:
+        inputs['video_feat'] = torch.randn(batch_size, num_clips,
+                                           model_cfg.encoder.video_dim, generator=g)
+    if model_cfg.get('text_backbone'):
+        inputs['text_tokens'] = _tokens(g, batch_size, num_words)[0]
+    else:
+        inputs['text_feat'] = torch.randn(batch_size, num_words,
+                                          model_cfg.encoder.text_dim, generator=g)
+    clip_len, duration = 2.0, 2.0 * num_clips
+    samples = [dict(qid=i, gt_windows=np.array([[0.25 * duration, 0.5 * duration]]),
+                    clip_len=clip_len, num_clips=num_clips, duration=duration)
+               for i in range(batch_size)]
+    return {k: v.to(device) for k, v in inputs.items()}, samples
+
+
+def hardware_name(dev: torch.device) -> str:
+    if dev.type == 'cuda':
+        return torch.cuda.get_device_name(dev)
+    return f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads'
+
+
+def time_training_steps(model: torch.nn.Module, inputs: dict, samples: list, steps: int,
+                        device: torch.device, lr: float = 1e-4) -> dict:
+    """Median/min time of full training steps (forward, backward, AdamW), after one warm-up.
+
+    Returns:
+        dict: ``step_ms_median``, ``step_ms_min``, ``losses`` (of the last step), and
+        ``peak_mem_mib`` (CUDA, allocated) or ``peak_rss_mib`` / ``peak_rss_growth_mib``
+        (CPU, the whole process's peak resident memory).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=lr)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for step in range(steps + 1):  # the first step warms up
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        losses = model(inputs, samples, mode='loss')
+        total, _ = model.parse_losses(losses)
+        optim.zero_grad()
+        total.backward()
+        optim.step()
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        if step:
+            times.append(time.perf_counter() - start)
+    out = dict(step_ms_median=1e3 * statistics.median(times), step_ms_min=1e3 * min(times),
+               losses=losses)
+    if device.type == 'cuda':
+        out['peak_mem_mib'] = torch.cuda.max_memory_allocated(device) / 2**20
+    else:  # ru_maxrss is in KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out['peak_rss_mib'] = peak / 1024
+        out['peak_rss_growth_mib'] = (peak - rss_before) / 1024
+    return out
+
+
+def benchmark_model(cfg, batch_size: int, num_clips: int, num_words: int, steps: int,
+                    device: str, inputs: Optional[tuple] = None) -> dict:
+    """Builds ``cfg.model`` and times training steps on synthetic (or given) inputs."""
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = MODELS.build(cfg.model).to(dev).train()
+    rows, table = parameter_report(model)
+    inputs, samples = inputs or synthetic_batch(cfg, batch_size, num_clips, num_words, dev)
+    result = time_training_steps(model, inputs, samples, steps, dev)
+    result.update(device=str(dev), hardware=hardware_name(dev), trainable=rows[-1][1],
+                  total=rows[-1][2], param_table=table, param_rows=rows,
+                  loss_keys=list(result.pop('losses')),
+                  input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
+    result['model'] = model
+    result['inputs'] = inputs
+    return result
