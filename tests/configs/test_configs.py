@@ -30,7 +30,7 @@ def _offline(cfg):
 def test_config_parses_with_shallow_inheritance(path):
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmvpeft'
-    assert cfg.model.type == 'MomentRetriever'
+    assert cfg.model.type in ('MomentRetriever', 'VideoTextRetriever')
     with open(path) as f:
         text = f.read()
     assert text.lstrip().startswith('#'), 'every config opens with a comment saying what it is'
@@ -42,8 +42,11 @@ def test_config_parses_with_shallow_inheritance(path):
             assert '_base_ =' not in f.read(), base
 
 
-@pytest.mark.parametrize('path', [p for p in CONFIGS if 'read_' not in osp.basename(p)],
-                         ids=lambda p: osp.relpath(p, REPO_ROOT))
+FEATURE_CONFIGS = [p for p in CONFIGS
+                   if 'grounding' in osp.basename(p) and 'read_' not in osp.basename(p)]
+
+
+@pytest.mark.parametrize('path', FEATURE_CONFIGS, ids=lambda p: osp.relpath(p, REPO_ROOT))
 def test_feature_configs_build(path):
     init_default_scope('mmvpeft')
     model = MODELS.build(Config.fromfile(path).model)
@@ -120,3 +123,65 @@ def test_read_demo_trains_and_saves_adapter_only_checkpoints(tmp_path, load_tool
     trained = test.main([config, osp.join(work, 'epoch_2.pth'), '--work-dir', work,
                          '--cfg-options', *opts])
     assert set(base) == set(trained) and 'R1@0.5' in trained
+
+
+def _trainable(model):
+    return {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_tokenmix_retrieval_trains_the_last_block_only_the_papers_budget():
+    """ViT-B/16, mixing in the last block: 7,087,872 trained tower parameters (methods.md)."""
+    from mmvpeft.apis import benchmarking as bench
+    init_default_scope('mmvpeft')
+    cfg = _offline(Config.fromfile(osp.join(REPO_ROOT, 'configs',
+                                            'tokenmix_msrvtt_retrieval.py')))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).train()
+    trainable = _trainable(model)
+    tower = {n: k for n, k in trainable.items() if n != 'logit_scale'}
+    assert all(n.startswith('video_backbone.visual.transformer.resblocks.11.') for n in tower)
+    assert sum(tower.values()) == 7_087_872 and trainable['logit_scale'] == 1
+    assert model.video_backbone.visual.transformer.resblocks[11].peft_sites == {
+        'attention': ['token_mixer']}
+    inputs, samples = bench.synthetic_batch(cfg, batch_size=2, num_clips=8, num_words=8,
+                                            device='cpu')
+    assert inputs['imgs'].shape == (2, 8, 3, 224, 224)
+    total, _ = model.parse_losses(model(inputs, samples, mode='loss'))
+    total.backward()
+    assert all((p.grad is not None) == p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize('name,kinds', [('read_msrvtt_retrieval.py', {'read_adapter'}),
+                                        ('lora_msrvtt_retrieval.py', {'lora'})])
+def test_retrieval_configs_train_only_their_method(name, kinds):
+    init_default_scope('mmvpeft')
+    cfg = _offline(Config.fromfile(osp.join(REPO_ROOT, 'configs', name)))
+    model = MODELS.build(cfg.model)
+    tower_params = [n for n in _trainable(model) if n != 'logit_scale']
+    assert tower_params
+    assert {k for n in tower_params for k in kinds if f'.{k}.' in n} == kinds
+    assert all(any(f'.{k}.' in n for k in kinds) for n in tower_params)
+
+
+def test_retrieval_demo_trains_and_tests(tmp_path, load_tool):
+    train, test = load_tool('train'), load_tool('test')
+    data, work = str(tmp_path / 'data'), str(tmp_path / 'work')
+    opts = ['train_cfg.max_epochs=2', 'train_cfg.val_interval=1',
+            'default_hooks.checkpoint.interval=1', 'train_dataloader.batch_size=8']
+    for split in ('train', 'val', 'test'):
+        opts += [f'{split}_dataloader.dataset.data_root={data}',
+                 f'{split}_dataloader.dataset.generator.num_train=16',
+                 f'{split}_dataloader.dataset.generator.num_val=8']
+    config = osp.join(REPO_ROOT, 'configs', 'demo', 'retrieval_demo.py')
+    train.main([config, '--work-dir', work, '--cfg-options', *opts])
+    ckpt = torch.load(osp.join(work, 'epoch_2.pth'), map_location='cpu', weights_only=True)
+    keys = set(ckpt['state_dict'])
+    # Trainable-only: the mixing block, the text READ adapter and the temperature.
+    assert 'logit_scale' in keys
+    assert all(k == 'logit_scale' or '.resblocks.1.' in k for k in keys)
+    assert any('read_adapter' in k for k in keys)
+    base = test.main([config, 'none', '--work-dir', work, '--cfg-options', *opts])
+    trained = test.main([config, osp.join(work, 'epoch_2.pth'), '--work-dir', work,
+                         '--cfg-options', *opts])
+    assert set(base) == set(trained) and 't2v/R@1' in trained
+    assert base != trained  # the checkpoint was loaded

@@ -38,7 +38,7 @@ def _lora_names(blocks, targets):
             for p in PAIRS]
 
 
-def test_registered_names_and_trainable(make_tower):
+def test_registered_and_clip_names_kept(make_tower):
     assert MODELS.get('LoRA') is LoRA
     ref = make_tower(width=D, heads=HEADS)
     tower = make_tower([_lora(layers=(0, -1), targets=('q', 'v', 'fc2'))], width=D, heads=HEADS)

@@ -116,13 +116,23 @@ def test_partial_finetune_with_read_on_the_same_block(make_tower, check_training
                         [n for n, _ in tower.named_parameters() if '.resblocks.2.' in n])
 
 
-def test_partial_finetune_block_follows_train_mode(tiny_clip_cfg):
+def test_partial_finetune_through_clip_backbones(tiny_clip_cfg, check_training_step):
+    torch.manual_seed(0)
     vb = CLIPVisionBackbone(model_cfg=tiny_clip_cfg(), peft=[dict(type='PartialFinetune')])
-    vb.train()
+    vb.train()  # the fine-tuned block follows train mode, the rest of CLIP stays in eval
     assert vb.blocks()[1].training and not vb.blocks()[0].training
     assert not vb.visual.training and not vb.visual.patch_dropout.training
+    imgs = torch.rand(2, 2, 3, 32, 32)
+    check_training_step(vb, lambda: vb(imgs)['feats'].square().sum(),
+                        [n for n, _ in vb.named_parameters() if '.resblocks.1.' in n])
     vb.eval()
     assert not vb.blocks()[1].training
+
+    tb = CLIPTextBackbone(model_cfg=tiny_clip_cfg(), peft=[dict(type='PartialFinetune',
+                                                                 layers=0)]).train()
+    tokens, mask = torch.randint(1, 990, (2, 5)), torch.ones(2, 5, dtype=torch.bool)
+    check_training_step(tb, lambda: tb(tokens, mask)['pooled'].square().sum(),
+                        [n for n, _ in tb.named_parameters() if '.resblocks.0.' in n])
 
 
 def test_linear_probe_trains_nothing_and_must_be_alone(make_tower, tiny_clip_cfg):

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mmvpeft.models import MomentRetriever
+from mmvpeft.registry import MODELS
 
 ENC = dict(type='CrossModalEncoder', video_dim=6, text_dim=5, dim=16, num_heads=2,
            dropout=0.0)
@@ -114,3 +115,29 @@ def test_trainable_only_checkpoint_round_trip():
     sd.pop('head.cls_branch.0.weight')
     with pytest.raises(RuntimeError, match='head.cls_branch.0.weight'):
         other.load_state_dict(sd, strict=True)
+
+
+def test_checkpoints_from_before_the_petl_layer_still_load():
+    """The trainable-only keys of read_demo (legacy ``adapter=`` spelling) are unchanged."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    root = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    legacy = {}
+    with open(osp.join(root, 'tests', 'data', 'read_demo_trainable_keys_v0.txt')) as f:
+        for line in f:
+            if not line.startswith('#'):
+                key, shape = line.split()
+                legacy[key] = () if shape == 'scalar' else tuple(map(int, shape.split('x')))
+    init_default_scope('mmvpeft')
+    cfg = Config.fromfile(osp.join(root, 'configs', 'demo', 'read_demo.py'))
+    model = MODELS.build(cfg.model)
+    state = model.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == legacy
+    # An old checkpoint (same keys, other values) loads strictly and takes effect.
+    torch.manual_seed(3)
+    old = {k: torch.randn(v) for k, v in legacy.items()}
+    model.load_state_dict(old, strict=True)
+    key = 'video_backbone.visual.transformer.resblocks.1.read_adapter.up.weight'
+    assert torch.equal(model.state_dict()[key], old[key])
