@@ -53,8 +53,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='RetrievalMetric')
 test_evaluator = val_evaluator
 
-max_epochs = 30
-train_cfg = dict(max_epochs=max_epochs, val_interval=10)
+max_epochs = 20
+train_cfg = dict(max_epochs=max_epochs, val_interval=5)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=2,
          convert_to_iter_based=True),
@@ -63,4 +63,4 @@ param_scheduler = [
 ]
 optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05))
 default_hooks = dict(logger=dict(interval=5),
-                     checkpoint=dict(interval=10, save_best='t2v/R@1', rule='greater'))
+                     checkpoint=dict(interval=5, save_best='t2v/R@1', rule='greater'))

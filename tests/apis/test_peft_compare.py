@@ -1,0 +1,62 @@
+"""The PETL comparison: presets replace a config's methods; rows are measured per method."""
+import json
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from mmvpeft.apis.peft_compare import (METHOD_PRESETS, compare_methods, final_metric,
+                                       format_table, with_method)
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'retrieval_demo.py')
+
+
+def test_with_method_replaces_the_methods_of_both_towers():
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'read_tacos.py'))
+    lora = with_method(cfg, 'lora')
+    assert lora.model.video_backbone.peft == [dict(type='LoRA', rank=8)]
+    assert lora.model.video_backbone.adapter is None  # no second READ from the old spelling
+    assert lora.model.pvla_loss is None  # PVLA needs READ in both towers
+    assert with_method(cfg, 'read').model.pvla_loss is not None
+    assert cfg.model.video_backbone.adapter is not None  # the input is not modified
+    with pytest.raises(KeyError, match='unknown PETL preset'):
+        with_method(cfg, 'nope')
+
+
+# The READ presets use the last 4 blocks; the demo's tiny CLIP has 2.
+SHALLOW = [m for m in METHOD_PRESETS if 'read' not in m]
+
+
+def test_every_preset_builds_and_trains_on_the_demo_config():
+    rows = compare_methods(DEMO, SHALLOW, batch_size=2, num_clips=3, num_words=6, steps=1,
+                           isolate=False)
+    by = {r['method']: r for r in rows}
+    assert set(by) == set(SHALLOW)
+    # Same block trained: partial fine-tuning and token mixing train the same parameters.
+    assert by['partial']['trainable'] == by['token_mixing']['trainable']
+    assert by['linear_probe']['trainable'] == 1  # the temperature only
+    assert by['full']['trainable'] == by['full']['total']
+    assert 1 < by['bitfit']['trainable'] < by['lora']['trainable'] < by['partial']['trainable']
+    assert all(r['step_ms_median'] > 0 for r in rows)
+    table = format_table(rows)
+    assert table.splitlines()[0].startswith('method | trainable | share | step ms')
+    assert len(table.splitlines()) == 2 + len(SHALLOW)
+
+
+def test_cli_measures_in_a_fresh_process_and_reads_work_dirs(tmp_path, load_tool, capsys):
+    run = tmp_path / 'work' / '20261201_000000' / 'vis_data'
+    run.mkdir(parents=True)
+    with open(run / 'scalars.json', 'w') as f:
+        f.write(json.dumps({'loss': 1.0, 'step': 1}) + '\n')
+        f.write(json.dumps({'t2v/R@1': 12.5, 'step': 5}) + '\n')
+        f.write(json.dumps({'t2v/R@1': 37.5, 'step': 10}) + '\n')
+    assert final_metric(str(tmp_path / 'work'), 't2v/R@1') == 37.5
+    assert final_metric(str(tmp_path / 'work'), 'v2t/R@1') is None
+    tool = load_tool('compare_peft')
+    rows = tool.main([DEMO, '--methods', 'token_mixing', '--num-clips', '2', '--steps', '1',
+                      '--work-dirs', f'token_mixing={tmp_path / "work"}',
+                      '--metric', 't2v/R@1'])
+    assert rows[0]['metric'] == 37.5
+    out = capsys.readouterr().out
+    assert 'token_mixing | ' in out and '| 37.50' in out
