@@ -38,6 +38,8 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     python_requires='>=3.9',
     install_requires=install_requires,
-    extras_require={'tests': ['pytest>=8']},
+    extras_require={'tests': ['pytest>=8'],
+                    # the optional web demo (tools/web_demo.py); not a core dependency
+                    'demo': ['gradio>=4']},
     license='Apache-2.0',
 )

@@ -3,7 +3,7 @@
 # PVLA between their states. Compare with tokenmix_msrvtt_retrieval.py on the same data.
 #   python tools/train.py configs/read_msrvtt_retrieval.py
 _base_ = ['_base_/models/clip_b16_retriever.py', '_base_/datasets/msrvtt_retrieval.py',
-          '_base_/default_runtime.py', '_base_/schedules/adamw_cosine.py']
+          '_base_/default_runtime.py', '_base_/schedules/adamw_cosine_5ep.py']
 
 _read = dict(type='READ', layers=(-4, -3, -2, -1), hidden_dim=32, rnn_type='rnn')
 model = dict(
@@ -12,13 +12,5 @@ model = dict(
     pvla_loss=dict(type='PVLALoss', mass=0.5, eps=0.1, num_iters=100, loss_weight=0.1),
 )
 
-max_epochs = 5
-train_cfg = dict(max_epochs=max_epochs)
-optim_wrapper = dict(optimizer=dict(lr=1e-4, weight_decay=0.05))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs, eta_min=0,
-         convert_to_iter_based=True),
-]
+optim_wrapper = dict(optimizer=dict(lr=1e-4))
 default_hooks = dict(checkpoint=dict(save_best='t2v/R@1', rule='greater'))

@@ -13,6 +13,9 @@ custom_hooks = [
     dict(type='ParameterReportHook'),
     # Keeps checkpoints loadable with torch.load(weights_only=True) (resume, load_from).
     dict(type='SafeCheckpointHook'),
+    # Writes the trained parameters (adapters, head) + the config as adapter_*.safetensors
+    # beside each checkpoint: the file to ship, load with mmvpeft.apis.init_grounder.
+    dict(type='AdapterExportHook'),
 ]
 
 # dist_cfg backend: tools/train.py switches nccl to gloo on machines without CUDA.

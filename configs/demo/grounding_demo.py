@@ -35,7 +35,10 @@ val_dataloader = dict(
     dataset=dict(type='SyntheticMomentDataset', data_root=data_root, split='val',
                  pipeline=pipeline, test_mode=True), **_loader)
 test_dataloader = val_dataloader
-val_evaluator = dict(type='MomentRetrievalMetric', chance_draws=20)
+# Moment retrieval and highlight detection (the head's per-clip saliency against the
+# synthetic annotators' scores), each with its chance level.
+val_evaluator = [dict(type='MomentRetrievalMetric', chance_draws=20),
+                 dict(type='HighlightMetric', chance_draws=20)]
 test_evaluator = val_evaluator
 
 max_epochs = 40

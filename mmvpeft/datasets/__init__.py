@@ -1,4 +1,5 @@
 from .collate import moment_collate, pad_sequences
+from .highlight_dataset import HighlightDataset
 from .moment_dataset import AnnotationError, MomentRetrievalDataset
 from .retrieval import (DiDeMoRetrievalDataset, MSRVTTRetrievalDataset, MSVDRetrievalDataset,
                         SyntheticRetrievalDataset, VideoTextRetrievalDataset)
@@ -9,7 +10,7 @@ from .synthetic_video import generate_synthetic_videos, split_annotations
 from .synthetic_video_dataset import SyntheticVideoMomentDataset
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ['moment_collate', 'pad_sequences', 'AnnotationError', 'MomentRetrievalDataset',
+__all__ = ['HighlightDataset', 'moment_collate', 'pad_sequences', 'AnnotationError', 'MomentRetrievalDataset',
            'SyntheticMomentDataset', 'generate_synthetic_moments', 'generate_synthetic_videos',
            'split_annotations', 'SyntheticVideoMomentDataset', 'DiDeMoRetrievalDataset',
            'MSRVTTRetrievalDataset', 'MSVDRetrievalDataset', 'SyntheticRetrievalDataset',

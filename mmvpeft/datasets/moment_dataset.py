@@ -18,6 +18,28 @@ from mmvpeft.registry import DATASETS
 from .transforms.video_loading import VideoReadError
 
 
+def _join_root(data_root: Optional[str], path: Optional[str]) -> Optional[str]:
+    """``data_root/path`` for a relative ``path``; absolute paths and None pass through."""
+    if path is None or not data_root or osp.isabs(path):
+        return path
+    return osp.join(data_root, path)
+
+
+def _join_feature_dirs(data_root: Optional[str], transform):
+    """A copy of a ``LoadClipFeatures`` / ``LoadTextFeatures`` config with its relative
+    ``feat_dirs`` / ``feat_dir`` joined to ``data_root``; anything else unchanged."""
+    if not data_root or not isinstance(transform, dict):
+        return transform
+    transform = dict(transform)
+    if transform.get('feat_dirs') is not None:
+        dirs = transform['feat_dirs']
+        transform['feat_dirs'] = (_join_root(data_root, dirs) if isinstance(dirs, str) else
+                                  [_join_root(data_root, d) for d in dirs])
+    if transform.get('feat_dir') is not None:
+        transform['feat_dir'] = _join_root(data_root, transform['feat_dir'])
+    return transform
+
+
 class AnnotationError(ValueError):
     """An annotation file has a malformed line; the message names file, line and field."""
 
@@ -63,6 +85,8 @@ class MomentRetrievalDataset(BaseDataset):
         pipeline: transforms that load features (``LoadClipFeatures``, ``LoadTextFeatures``)
             or frames (``LoadVideoClips``, ``CLIPTokenize``) and end with
             ``PackMomentInputs``.
+        data_root: the folder relative ``ann_file``, ``video_dir`` and ``frame_dir`` are
+            joined to when the dataset is built (the one knob pointing a config at your copy).
         video_dir: folder of raw videos; sets ``video_path = video_dir/{vid}{video_ext}``.
         video_ext: video file extension.
         frame_dir: folder of cached frames; sets ``frame_dir = frame_dir/{vid}``.
@@ -78,6 +102,7 @@ class MomentRetrievalDataset(BaseDataset):
     def __init__(self,
                  ann_file: str,
                  pipeline: List[Union[dict, Callable]] = (),
+                 data_root: str = '',
                  video_dir: Optional[str] = None,
                  video_ext: str = '.mp4',
                  frame_dir: Optional[str] = None,
@@ -87,13 +112,17 @@ class MomentRetrievalDataset(BaseDataset):
                  test_mode: bool = False,
                  max_refetch: int = 100,
                  **kwargs):
-        self.video_dir = video_dir
+        # Feature folders of the pipeline are data_root-relative too: join them here, when
+        # the dataset is built, so data_root stays the one knob of a feature config.
+        pipeline = [_join_feature_dirs(data_root, t) for t in pipeline]
+        self.video_dir = _join_root(data_root, video_dir)
         self.video_ext = video_ext
-        self.frame_dir = frame_dir
+        self.frame_dir = _join_root(data_root, frame_dir)
         self.require_windows = require_windows
         self.skip_corrupt = skip_corrupt
         super().__init__(
             ann_file=ann_file,
+            data_root=data_root,
             pipeline=list(pipeline),
             indices=indices,
             test_mode=test_mode,

@@ -53,11 +53,19 @@ def _make_split(rng, num_videos, split, p, concept_v, concept_t, fillers, out):
                             [fillers[w] for w in words[pos:]])
             text = text + rng.normal(0, 0.1, text.shape)
             qid = f'{vid}_{k}'
+            # QVHighlights-style saliency (no draw from rng, so the features stay as they
+            # were): 2-second clips of the event; three "annotators" score its clips 4 / 3 /
+            # 2 in the middle and 2 / 2 / 1 at its two edge clips.
+            num_sal = int(duration / p['clip_len'])
+            ids = [i for i in range(start, start + length) if i < num_sal]
+            edge = {ids[0], ids[-1]} if len(ids) > 2 else set()
+            saliency = [[2, 2, 1] if i in edge else [4, 3, 2] for i in ids]
             np.savez(osp.join(out, 'text_features', f'qid{qid}.npz'),
                      last_hidden_state=text.astype(np.float32))
             records.append(dict(qid=qid, query=f'concept {int(c)} happens', vid=vid,
                                 duration=round(duration, 3),
-                                relevant_windows=[[round(s, 3), round(e, 3)]]))
+                                relevant_windows=[[round(s, 3), round(e, 3)]],
+                                relevant_clip_ids=ids, saliency_scores=saliency))
         np.savez(osp.join(out, 'clip_features', f'{vid}.npz'), features=feat.astype(np.float32))
     with open(osp.join(out, f'annotations_{split}.jsonl'), 'w') as f:
         for r in records:
@@ -87,7 +95,8 @@ def generate_synthetic_moments(data_root: str, **params) -> str:
         raise TypeError(f'unknown synthetic-data parameter(s): {sorted(unknown)}')
     p = {**_DEFAULTS, **params}
     p['events'], p['event_clips'] = list(p['events']), list(p['event_clips'])
-    manifest = json.dumps(p, sort_keys=True)
+    # format 2 adds QVHighlights-style saliency to the same features and windows
+    manifest = json.dumps(dict(p, format=2), sort_keys=True)
     stamp = osp.join(data_root, 'manifest.json')
     if _read(stamp) == manifest:
         return data_root

@@ -1,8 +1,9 @@
 """Temporal-grounding metrics (numpy only), defined as moment_detr's standalone evaluator does.
 
 Moment retrieval (MR): R1@m, mIoU, and the ActivityNet-style detection mAP averaged over
-tIoU thresholds 0.50:0.05:0.95, overall and per GT-length bucket. Highlight detection (HD):
-QVHighlights HIT@1 and mAP over saliency annotators.
+tIoU thresholds 0.50:0.05:0.95, overall and per GT-length bucket. Highlight detection (HD)
+is in :mod:`.highlight_metrics` (its names stay importable from here); the standalone
+evaluator's entry point, ``eval_submission``, is in :mod:`.submission`.
 
 Low-level functions return fractions in ``[0, 1]``; ``eval_moment_retrieval`` and
 ``eval_highlight`` report percentages (0-100), as moment_detr does, but do not round them to
@@ -20,6 +21,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._common import as_float_array, match_qids
+# Highlight detection lives in highlight_metrics.py; these names stay importable from here.
+from .highlight_metrics import (SALIENCY_LEVELS, eval_highlight,  # noqa: F401
+                                highlight_average_precision, highlight_metrics,
+                                saliency_matrix)
+
 #: tIoU thresholds of the MR mAP: 0.5, 0.55, ..., 0.95, rounded to 2 decimals as moment_detr
 #: does. It matters on the boundary: ``np.linspace`` gives 0.8999999999999999 for 0.9, which
 #: would accept e.g. a tIoU of 1.26 / 1.4 == 0.8999999999999999 that moment_detr rejects.
@@ -33,21 +40,6 @@ LENGTH_BUCKETS: Dict[str, Tuple[float, float]] = {
     'middle': (10.0, 30.0),
     'long': (30.0, 150.0),
 }
-
-#: QVHighlights saliency levels: a clip is positive for an annotator at this level when that
-#: annotator scored it >= the given value (scores are 0-4).
-SALIENCY_LEVELS: Dict[str, int] = {'Fair': 2, 'Good': 3, 'VeryGood': 4}
-
-
-def as_float_array(value: Any) -> np.ndarray:
-    """Convert a list, numpy array or (possibly CUDA) torch tensor to a float64 array.
-
-    Duck-typed on ``.detach()`` so that this module does not import torch.
-    """
-    if hasattr(value, 'detach'):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float64)
-
 
 def _windows_array(value: Any, qid: Any, field: str, ncols: int) -> np.ndarray:
     """Validate ``value`` as an ``(N, ncols)`` array of ``[start, end(, score)]`` rows."""
@@ -248,35 +240,6 @@ def filter_by_length(gt_windows: Sequence[np.ndarray],
     return keep, kept_gt
 
 
-def _index_by_qid(records: Sequence[dict], what: str) -> Dict[Any, dict]:
-    out: Dict[Any, dict] = {}
-    for r in records:
-        if 'qid' not in r:
-            raise ValueError(f'a {what} record has no "qid": {sorted(r)}')
-        if r['qid'] in out:
-            raise ValueError(f'qid={r["qid"]!r} appears twice in the {what}s')
-        out[r['qid']] = r
-    return out
-
-
-def _match_qids(preds: Sequence[dict], gts: Sequence[dict]) -> List[Tuple[dict, dict]]:
-    """Pair predictions with GT by qid; both sides must cover the same qids (moment_detr's
-    default ``match_number=True``). Returned in GT order."""
-    pred_by_qid = _index_by_qid(preds, 'prediction')
-    gt_by_qid = _index_by_qid(gts, 'ground-truth')
-    orphan = [q for q in pred_by_qid if q not in gt_by_qid]
-    if orphan:
-        raise ValueError(f'prediction qid={orphan[0]!r} has no ground truth '
-                         f'({len(orphan)} such qids)')
-    missing = [q for q in gt_by_qid if q not in pred_by_qid]
-    if missing:
-        raise ValueError(f'ground-truth qid={missing[0]!r} has no prediction '
-                         f'({len(missing)} such qids)')
-    if not gt_by_qid:
-        raise ValueError('no queries to evaluate')
-    return [(pred_by_qid[q], g) for q, g in gt_by_qid.items()]
-
-
 def _key(prefix: str, t: float) -> str:
     return f'{prefix}@{t:g}'
 
@@ -319,7 +282,7 @@ def eval_moment_retrieval(preds: Sequence[dict],
         raise ValueError('map_iou_thresholds is empty')
 
     pred_windows, gt_windows = [], []
-    for pred, gt in _match_qids(preds, gts):
+    for pred, gt in match_qids(preds, gts):
         qid = gt['qid']
         if 'pred_relevant_windows' not in pred:
             raise ValueError(f'qid={qid!r}: prediction has no "pred_relevant_windows"')
@@ -348,154 +311,4 @@ def eval_moment_retrieval(preds: Sequence[dict],
             bucket_ap = moment_retrieval_map([pred_windows[q] for q in keep], kept_gt, map_thr,
                                              max_windows)
             out[f'mAP_{name}'] = 100.0 * float(bucket_ap.mean())
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# Highlight detection (QVHighlights)
-# --------------------------------------------------------------------------------------
-
-
-def saliency_matrix(duration: float,
-                    relevant_clip_ids: Sequence[int],
-                    saliency_scores: Any,
-                    clip_length: float = 2.0,
-                    qid: Any = None) -> np.ndarray:
-    """Per-clip annotator scores over the whole video; clips outside the moment score 0.
-
-    Args:
-        duration: video length in seconds; the video has ``int(duration / clip_length)``
-            clips (moment_detr's ``mk_gt_scores``).
-        relevant_clip_ids: K clip indices.
-        saliency_scores: ``(K, A)`` scores (0-4) from A annotators.
-        clip_length: seconds per clip.
-        qid: used in error messages only.
-
-    Returns:
-        ``(num_clips, A)`` float array.
-    """
-    num_clips = int(float(duration) / clip_length)
-    ids = np.asarray(relevant_clip_ids, dtype=np.int64).reshape(-1)
-    scores = as_float_array(saliency_scores)
-    if scores.ndim != 2 or len(scores) != len(ids) or not len(ids):
-        raise ValueError(f'qid={qid!r}: "saliency_scores" must be a non-empty (K, annotators) '
-                         f'list matching the {len(ids)} relevant_clip_ids, got shape '
-                         f'{scores.shape}')
-    if num_clips <= 0 or ids.min() < 0 or ids.max() >= num_clips:
-        raise ValueError(f'qid={qid!r}: relevant_clip_ids must lie in [0, {num_clips}) '
-                         f'(duration={duration}, clip_length={clip_length}), got '
-                         f'[{ids.min()}, {ids.max()}]')
-    full = np.zeros((num_clips, scores.shape[1]))
-    full[ids] = scores
-    return full
-
-
-def highlight_average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Interpolated AP of a clip ranking, as moment_detr's ``get_ap`` computes it.
-
-    Clips are ranked by descending score, equal scores forming one rank (a threshold). The
-    AP is the plain mean, over the thresholds at which recall increases, of the
-    interpolated precision there (the max precision at that or any lower threshold down
-    to the one reaching full recall). Each threshold counts once however many positives it
-    adds. If every clip is negative the AP is 0; if every clip is positive it is 1.
-
-    Args:
-        y_true: ``(K,)`` binary labels.
-        y_score: ``(K,)`` scores.
-
-    Returns:
-        The AP in ``[0, 1]``.
-    """
-    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    y_score = np.asarray(y_score, dtype=np.float64).reshape(-1)
-    if len(y_true) != len(y_score) or not len(y_true):
-        raise ValueError(f'need equal non-empty lengths, got {len(y_true)} and {len(y_score)}')
-    if not np.isin(y_true, (0.0, 1.0)).all():
-        raise ValueError('y_true must be binary')
-    if (y_true == y_true[0]).all():
-        return float(y_true[0])
-    order = np.argsort(-y_score, kind='stable')
-    s, t = y_score[order], y_true[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last clip of each score level
-    tps = np.cumsum(t)[last]
-    precision = tps / (last + 1)
-    full = int(np.argmax(tps == tps[-1]))  # first level reaching full recall
-    tps, precision = tps[:full + 1], precision[:full + 1]
-    interp = np.maximum.accumulate(precision[::-1])[::-1]
-    gains = np.diff(np.r_[0.0, tps]) > 0
-    return float(interp[gains].mean())
-
-
-def eval_highlight(preds: Sequence[dict],
-                   gts: Sequence[dict],
-                   clip_length: float = 2.0,
-                   levels: Optional[Dict[str, int]] = None) -> Dict[str, float]:
-    """QVHighlights highlight-detection metrics, in percent (moment_detr ``eval_highlight``).
-
-    For each saliency level, a clip is positive for an annotator when that annotator's
-    score is >= the level. HIT@1: the clip with the highest predicted score (first one on
-    ties) is a hit for a query when at least one annotator marks it positive (max over
-    annotators, as moment_detr does), averaged over queries. mAP:
-    :func:`highlight_average_precision` per query and annotator, averaged over both.
-    Predicted scores are zero-padded or truncated to the video's clip count for the AP;
-    a top clip beyond the video's clips is a miss.
-
-    Args:
-        preds: ``{'qid', 'pred_saliency_scores': [float] * num_clips}`` records.
-        gts: ``{'qid', 'duration', 'relevant_clip_ids', 'saliency_scores'}`` records.
-        clip_length: seconds per clip.
-        levels: ``{name: min_score}``, defaults to :data:`SALIENCY_LEVELS`.
-
-    Returns:
-        ``HL-min-{name}-mAP`` and ``HL-min-{name}-Hit1`` for each level.
-    """
-    levels = SALIENCY_LEVELS if levels is None else levels
-    pred_scores, gt_mats = [], []
-    for pred, gt in _match_qids(preds, gts):
-        qid = gt['qid']
-        for key in ('duration', 'relevant_clip_ids', 'saliency_scores'):
-            if key not in gt:
-                raise ValueError(f'qid={qid!r}: ground truth has no "{key}"')
-        if 'pred_saliency_scores' not in pred:
-            raise ValueError(f'qid={qid!r}: prediction has no "pred_saliency_scores"')
-        scores = as_float_array(pred['pred_saliency_scores']).reshape(-1)
-        if not len(scores) or not np.isfinite(scores).all():
-            raise ValueError(f'qid={qid!r}: "pred_saliency_scores" must be non-empty and finite')
-        pred_scores.append(scores)
-        gt_mats.append(saliency_matrix(gt['duration'], gt['relevant_clip_ids'],
-                                       gt['saliency_scores'], clip_length, qid))
-    return highlight_metrics(pred_scores, gt_mats, levels)
-
-
-def highlight_metrics(pred_scores: Sequence[np.ndarray],
-                      gt_saliency: Sequence[np.ndarray],
-                      levels: Optional[Dict[str, int]] = None) -> Dict[str, float]:
-    """HD metrics from already-built arrays; see :func:`eval_highlight`.
-
-    Args:
-        pred_scores: Q arrays ``(C'_q,)`` of predicted clip scores.
-        gt_saliency: Q arrays ``(C_q, A)`` from :func:`saliency_matrix`.
-        levels: ``{name: min_score}``, defaults to :data:`SALIENCY_LEVELS`.
-
-    Returns:
-        ``HL-min-{name}-mAP`` and ``HL-min-{name}-Hit1`` in percent.
-    """
-    levels = SALIENCY_LEVELS if levels is None else levels
-    if not len(pred_scores) or len(pred_scores) != len(gt_saliency):
-        raise ValueError(f'need equal non-zero query counts, got {len(pred_scores)} '
-                         f'and {len(gt_saliency)}')
-    out = {}
-    for name, min_score in levels.items():
-        hits, aps = [], []
-        for scores, gt in zip(pred_scores, gt_saliency):
-            binary = gt >= min_score  # (C, A)
-            top = int(np.argmax(scores))
-            hits.append(top < len(binary) and bool(binary[top].any()))
-            fitted = np.zeros(len(binary))
-            n = min(len(binary), len(scores))
-            fitted[:n] = scores[:n]
-            aps.extend(highlight_average_precision(binary[:, a], fitted)
-                       for a in range(binary.shape[1]))
-        out[f'HL-min-{name}-mAP'] = 100.0 * float(np.mean(aps))
-        out[f'HL-min-{name}-Hit1'] = 100.0 * float(np.mean(hits))
     return out

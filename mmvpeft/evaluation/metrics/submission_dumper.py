@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional, Sequence
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
+from mmvpeft.evaluation.functional.highlight_metrics import resample_to_label_clips
 from mmvpeft.evaluation.functional.moment_metrics import as_float_array, sort_by_score
 from mmvpeft.registry import METRICS
 
@@ -67,6 +68,10 @@ class MomentSubmissionDumper(BaseMetric):
                 pred_relevant_windows=[[round(float(v), 4) for v in row]
                                        for row in sort_by_score(windows)])
             saliency = sample.get('pred_saliency_scores')
+            if saliency is not None and sample.get('label_windows') is not None:
+                # YouTube Highlights: one score per annotated clip, as the GT file counts them
+                saliency = resample_to_label_clips(saliency, sample['clip_len'],
+                                                   sample['label_windows'])
             if saliency is not None:
                 record['pred_saliency_scores'] = [
                     round(float(v), 4) for v in as_float_array(saliency).reshape(-1)]

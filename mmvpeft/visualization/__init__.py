@@ -1,0 +1,3 @@
+from .timeline import draw_timeline, read_thumbnails
+
+__all__ = ['draw_timeline', 'read_thumbnails']

@@ -1,0 +1,61 @@
+"""Ask a trained grounding model where a query happens in a video; draw the answer.
+
+    python tools/demo.py VIDEO "QUERY" --config CONFIG --checkpoint CKPT --out timeline.png
+                         [--gt START END ...] [--top-k 3] [--device cpu|cuda]
+
+Prints the ranked windows (seconds, score) and writes a timeline PNG: frame thumbnails, the
+best windows with their scores, the per-clip saliency curve, and the ground truth when
+``--gt`` is given. CKPT is an adapter ``.safetensors`` file (training writes
+``adapter_latest.safetensors`` in its work dir), an MMEngine ``.pth``, or ``none``.
+"""
+import argparse
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+from mmengine.config import DictAction
+
+from mmvpeft.apis import init_grounder
+from mmvpeft.visualization import draw_timeline, read_thumbnails
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Ground a query in a video and draw it')
+    parser.add_argument('video', help='video file')
+    parser.add_argument('query', help='the text query')
+    parser.add_argument('--config', help='config file (optional with an adapter file)')
+    parser.add_argument('--checkpoint', default='none',
+                        help='adapter .safetensors, .pth checkpoint, or none')
+    parser.add_argument('--out', default='timeline.png', help='output PNG')
+    parser.add_argument('--gt', nargs=2, type=float, action='append', metavar=('START', 'END'),
+                        help='a ground-truth window in seconds (repeatable)')
+    parser.add_argument('--top-k', type=int, default=3, help='windows drawn')
+    parser.add_argument('--thumbnails', type=int, default=6, help='frames shown')
+    parser.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    grounder = init_grounder(args.config, args.checkpoint, args.device, args.cfg_options)
+    result = grounder.predict(args.video, args.query)
+    print(f'{args.video}: "{args.query}" ({result["duration"]:.1f} s)')
+    for k, (s, e, score) in enumerate(result['windows'][:max(args.top_k, 5)], 1):
+        print(f'  {k}. {s:7.2f} - {e:7.2f} s  score {score:.3f}')
+    n = max(0, args.thumbnails)
+    times = ((np.arange(n) + 0.5) * result['duration'] / n).tolist() if n else []
+    img = draw_timeline(result['duration'], result['windows'], result['saliency'],
+                        result['clip_len'], read_thumbnails(args.video, times),
+                        gt_windows=args.gt, query=args.query, top_k=args.top_k)
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    if not cv2.imwrite(args.out, img):
+        raise OSError(f'cannot write {args.out}')
+    print(f'wrote {args.out}')
+    return result
+
+
+if __name__ == '__main__':
+    main()
