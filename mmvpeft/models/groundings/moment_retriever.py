@@ -6,6 +6,8 @@ import torch
 from mmengine.model import BaseModel
 
 from mmvpeft.registry import MODELS
+from mmvpeft.utils.fingerprint import (FINGERPRINT_KEY, base_source, check_loaded_state,
+                                       frozen_fingerprint)
 
 
 @MODELS.register_module()
@@ -20,7 +22,8 @@ class MomentRetriever(BaseModel):
     This class is the one place that decides what trains and what a checkpoint keeps:
     backbones freeze their pretrained weights when built; with ``save_trainable_only`` the
     state dict omits frozen parameters (adapter-only checkpoints), and loading such a
-    checkpoint keeps the frozen weights the model was built with.
+    checkpoint keeps the frozen weights the model was built with, after checking they are the
+    ones it was trained on (see :mod:`mmvpeft.utils.fingerprint`).
 
     Args:
         encoder: ``CrossModalEncoder`` config.
@@ -31,6 +34,10 @@ class MomentRetriever(BaseModel):
         pvla_source: ``'backbone'`` (CLIP adapter states) or ``'encoder'`` (adapter states
             of the encoder's unimodal layers).
         save_trainable_only: drop frozen parameters from checkpoints.
+        allow_base_mismatch: load a trainable-only checkpoint even if its frozen-base
+            fingerprint differs from this model's (a warning instead of an error).
+        allow_partial_load: load a checkpoint with missing, unexpected or shape-mismatched
+            weights (a warning instead of an error; torch's ``strict=False`` also allows it).
         test_cfg: ``dict(nms_thr=0.7, max_windows=10)``.
     """
 
@@ -42,6 +49,8 @@ class MomentRetriever(BaseModel):
                  pvla_loss: Optional[dict] = None,
                  pvla_source: str = 'backbone',
                  save_trainable_only: bool = True,
+                 allow_base_mismatch: bool = False,
+                 allow_partial_load: bool = False,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
@@ -56,6 +65,9 @@ class MomentRetriever(BaseModel):
         self.pvla_source = pvla_source
         self.test_cfg = {**dict(nms_thr=0.7, max_windows=10), **(test_cfg or {})}
         self.save_trainable_only = save_trainable_only
+        self.allow_base_mismatch, self.allow_partial_load = allow_base_mismatch, allow_partial_load
+        self.base_sources = dict(video_backbone=base_source(video_backbone),
+                                 text_backbone=base_source(text_backbone))
         self._register_state_dict_hook(_drop_frozen_params)
         self._register_load_state_dict_pre_hook(_fill_frozen_params, with_module=True)
 
@@ -137,6 +149,8 @@ class MomentRetriever(BaseModel):
 
 
 def _drop_frozen_params(module: MomentRetriever, state_dict, prefix, local_metadata):
+    # The fingerprint rides in the state dict's metadata; see mmvpeft/utils/fingerprint.py.
+    local_metadata[FINGERPRINT_KEY] = frozen_fingerprint(module, module.base_sources)
     if module.save_trainable_only:
         for name in module.frozen_param_names():
             state_dict.pop(prefix + name, None)
@@ -146,8 +160,14 @@ def _drop_frozen_params(module: MomentRetriever, state_dict, prefix, local_metad
 def _fill_frozen_params(module: MomentRetriever, state_dict, prefix, local_metadata, strict,
                         missing_keys, unexpected_keys, error_msgs):
     # A trainable-only checkpoint omits frozen weights: keep the ones the model was built
-    # with (its pretrained backbone) instead of reporting hundreds of missing keys. Missing
-    # trainable weights are still reported by the normal path.
+    # with (its pretrained backbone) instead of reporting hundreds of missing keys, provided
+    # they are the ones the checkpoint was trained on. Missing trainable weights are an error.
+    filled = []
     for name, param in module.named_parameters():
         if not param.requires_grad and prefix + name not in state_dict:
             state_dict[prefix + name] = param.detach()
+            filled.append(name)
+    check_loaded_state(module, state_dict, prefix, local_metadata, filled,
+                       allow_partial=module.allow_partial_load or not strict,
+                       allow_base_mismatch=module.allow_base_mismatch,
+                       sources=module.base_sources)
