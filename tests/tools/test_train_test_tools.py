@@ -193,7 +193,7 @@ def test_two_processes_match_one(tmp_path):
 
 
 def _read_options(data_root, epochs, extra=()):
-    """read_demo.py on 8 tiny synthetic videos (6 train, 2 val)."""
+    """read_demo.py on 8 tiny synthetic videos (6 for training, 2 for validation)."""
     gen = dict(num_videos=8, duration=8.0, fps=4, val_ratio=0.25)
     opts = [f'data_root={data_root}', f'train_cfg.max_epochs={epochs}',
             'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1']

@@ -248,6 +248,7 @@ MUTATIONS: List[Mutation] = [
 
 @dataclasses.dataclass
 class Result:
+    """Outcome of one mutation: ``status`` and, unless caught, the pytest output tail."""
     name: str
     status: str
     seconds: float = 0.0
@@ -289,12 +290,14 @@ def apply(root: str, mutation: Mutation) -> Tuple[Optional[str], Dict[str, str]]
 
 
 def restore(originals: Dict[str, str]) -> None:
+    """Write back the texts ``apply`` returned."""
     for path, text in originals.items():
         with open(path, 'w') as f:
             f.write(text)
 
 
 def _env(root: str) -> dict:
+    """Environment for pytest in the scratch copy ``root``."""
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get('PYTHONPATH', ''),
                # No stale bytecode: a restored file may keep its size and mtime second.
                PYTHONDONTWRITEBYTECODE='1', OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS',
@@ -393,6 +396,7 @@ def check(mutations: Sequence[Mutation], repo: str = REPO_ROOT, scratch: Optiona
 
 
 def table(results: Sequence[Result]) -> str:
+    """The results as a text table, with a caught count."""
     width = max(len(r.name) for r in results)
     lines = [f'{"mutation":<{width}}  {"result":>9}  {"time":>7}', '-' * (width + 21)]
     lines += [f'{r.name:<{width}}  {r.status:>9}  {r.seconds:6.1f}s' for r in results]
@@ -402,6 +406,7 @@ def table(results: Sequence[Result]) -> str:
 
 
 def main(argv=None) -> int:
+    """Command line; returns 0 when every selected mutation is caught."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--list', action='store_true', help='list the mutations and exit')
     parser.add_argument('--only', action='append', metavar='NAME',

@@ -200,7 +200,7 @@ def test_missing_or_mismatched_trainable_weights_are_errors(loader):
 
 # ------------------------------------------------------------- READ towers end to end
 
-def _tiny_clip(seed=0):
+def _tiny_clip():
     return dict(embed_dim=32,
                 vision_cfg=dict(image_size=32, patch_size=16, width=32, layers=2,
                                 head_width=16, mlp_ratio=2.0),
