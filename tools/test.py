@@ -2,6 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT [--dump preds.jsonl] [--work-dir DIR]
                                            [--cfg-options k=v ...] [--launcher ...]
+                                           [--allow-base-mismatch] [--allow-partial-load]
 """
 import argparse
 import os.path as osp
@@ -23,6 +24,11 @@ def parse_args(argv=None):
                              'pred_saliency_scores)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
+    parser.add_argument('--allow-base-mismatch', action='store_true',
+                        help='load a trainable-only checkpoint even if it was trained on other '
+                             'frozen weights than the model has (a warning, not an error)')
+    parser.add_argument('--allow-partial-load', action='store_true',
+                        help='load a checkpoint whose weights do not all match the model')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
                         help=argparse.SUPPRESS)
@@ -35,7 +41,8 @@ def main(argv=None):
     if checkpoint and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
     cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher,
-                      load_from=checkpoint)
+                      load_from=checkpoint, allow_base_mismatch=args.allow_base_mismatch,
+                      allow_partial_load=args.allow_partial_load)
     if args.dump:
         add_submission_dump(cfg, args.dump)
     try:

@@ -2,6 +2,7 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+                                 [--allow-base-mismatch] [--allow-partial-load]
 """
 import argparse
 
@@ -21,6 +22,11 @@ def parse_args(argv=None):
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_cfg.max_epochs=5')
+    parser.add_argument('--allow-base-mismatch', action='store_true',
+                        help='load a trainable-only checkpoint even if it was trained on other '
+                             'frozen weights than the model has (a warning, not an error)')
+    parser.add_argument('--allow-partial-load', action='store_true',
+                        help='load a checkpoint whose weights do not all match the model')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
                         help=argparse.SUPPRESS)  # set by torch.distributed.launch
@@ -30,7 +36,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.work_dir, args.cfg_options, args.launcher, args.amp,
-                      args.resume, args.load_from)
+                      args.resume, args.load_from,
+                      allow_base_mismatch=args.allow_base_mismatch,
+                      allow_partial_load=args.allow_partial_load)
     try:
         build_runner(cfg).train()
     finally:

@@ -12,7 +12,8 @@ from mmengine.runner import Runner
 
 def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
                 launcher: str = 'none', amp: bool = False, resume: Optional[str] = None,
-                load_from: Optional[str] = None) -> Config:
+                load_from: Optional[str] = None, allow_base_mismatch: bool = False,
+                allow_partial_load: bool = False) -> Config:
     """Read a config and apply the command-line conventions of MMEngine tools.
 
     Args:
@@ -23,6 +24,10 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
         amp: mixed precision (needs a CUDA device).
         resume: ``'auto'`` (latest checkpoint in work_dir) or a checkpoint path.
         load_from: checkpoint to load weights from (no optimizer state).
+        allow_base_mismatch: load a trainable-only checkpoint onto a different frozen base
+            (sets ``model.allow_base_mismatch``; see mmvpeft/utils/fingerprint.py).
+        allow_partial_load: load a checkpoint whose weights do not all match the model
+            (sets ``model.allow_partial_load``).
     """
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
@@ -30,6 +35,11 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
+    # Set only when asked, so model types without these arguments still build.
+    if allow_base_mismatch:
+        cfg.model.allow_base_mismatch = True
+    if allow_partial_load:
+        cfg.model.allow_partial_load = True
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(config))[0])
     # A unique name: MMEngine keys its logger by experiment_name, and two runners built in

@@ -12,6 +12,7 @@ from mmengine.registry import init_default_scope
 
 import mmvpeft  # noqa: F401  (weights_only allow-list)
 from mmvpeft.registry import MODELS
+from mmvpeft.utils.fingerprint import FrozenBaseMismatchError
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(p for p in glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'),
@@ -118,11 +119,26 @@ def test_read_demo_trains_and_saves_adapter_only_checkpoints(tmp_path, load_tool
     keys = ckpt['state_dict'].keys()
     assert any('read_adapter' in k for k in keys)
     assert not any(k.startswith('video_backbone.visual.conv1') for k in keys)
-    # The untrained reference and the trained checkpoint both evaluate.
-    base = test.main([config, 'none', '--work-dir', work, '--cfg-options', *opts])
+    # test.py on the trained checkpoint reproduces training's last validation exactly; the
+    # untrained reference (`none`) does not.
+    runs = sorted(glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json')))
+    with open(runs[-1]) as f:
+        last_val = [json.loads(line) for line in f if '"mIoU"' in line][-1]
     trained = test.main([config, osp.join(work, 'epoch_2.pth'), '--work-dir', work,
                          '--cfg-options', *opts])
-    assert set(base) == set(trained) and 'R1@0.5' in trained
+    assert {k: float(v) for k, v in trained.items()} == {
+        k: v for k, v in last_val.items() if k in trained}
+    assert set(trained) <= set(last_val)
+    base = test.main([config, 'none', '--work-dir', work, '--cfg-options', *opts])
+    assert set(base) == set(trained) and base['mIoU'] != trained['mIoU']
+    # Another seed builds another random frozen CLIP: the adapters were not trained on it.
+    other = [*opts, 'randomness.seed=1']
+    with pytest.raises(FrozenBaseMismatchError, match='video_backbone: frozen weights differ'):
+        test.main([config, osp.join(work, 'epoch_2.pth'), '--work-dir', work,
+                   '--cfg-options', *other])
+    with pytest.warns(RuntimeWarning, match='text_backbone: frozen weights differ'):
+        test.main([config, osp.join(work, 'epoch_2.pth'), '--work-dir', work,
+                   '--allow-base-mismatch', '--cfg-options', *other])
 
 
 def _trainable(model):
@@ -180,8 +196,13 @@ def test_retrieval_demo_trains_and_tests(tmp_path, load_tool):
     assert 'logit_scale' in keys
     assert all(k == 'logit_scale' or '.resblocks.1.' in k for k in keys)
     assert any('read_adapter' in k for k in keys)
-    base = test.main([config, 'none', '--work-dir', work, '--cfg-options', *opts])
+    # test.py on the checkpoint reproduces training's last validation exactly.
+    runs = sorted(glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json')))
+    with open(runs[-1]) as f:
+        last_val = [json.loads(line) for line in f if '"t2v/R@1"' in line][-1]
     trained = test.main([config, osp.join(work, 'epoch_2.pth'), '--work-dir', work,
                          '--cfg-options', *opts])
-    assert set(base) == set(trained) and 't2v/R@1' in trained
-    assert base != trained  # the checkpoint was loaded
+    assert {k: float(v) for k, v in trained.items()} == {
+        k: v for k, v in last_val.items() if k in trained}
+    base = test.main([config, 'none', '--work-dir', work, '--cfg-options', *opts])
+    assert set(base) == set(trained) and base['t2v/MnR'] != trained['t2v/MnR']

@@ -7,6 +7,8 @@ import torch
 from mmengine.model import BaseModel
 
 from mmvpeft.registry import MODELS
+from mmvpeft.utils.fingerprint import (FINGERPRINT_KEY, base_source, check_loaded_state,
+                                       frozen_fingerprint)
 
 
 class VideoLanguageModel(BaseModel):
@@ -23,15 +25,23 @@ class VideoLanguageModel(BaseModel):
     - the loss total: exactly :attr:`loss_keys` are summed, an undeclared ``loss*`` key is an
       error (MMEngine's default sums every key containing "loss");
     - what a checkpoint keeps: with ``save_trainable_only`` the state dict omits frozen
-      parameters (adapter-only checkpoints), and loading one keeps the frozen weights the
-      model was built with. What trains is decided once, when the towers apply their PETL
-      methods (:func:`mmvpeft.models.peft.apply_peft`).
+      parameters (adapter-only checkpoints) and records a fingerprint of the frozen base;
+      loading one keeps the frozen weights the model was built with, after checking they are
+      the ones it was trained on (:mod:`mmvpeft.utils.fingerprint`). Missing, unexpected or
+      mismatched trainable weights are an error unless partial loading is asked for. What
+      trains is decided once, when the towers apply their PETL methods
+      (:func:`mmvpeft.models.peft.apply_peft`).
 
     Args:
         video_backbone (dict, optional): e.g. ``CLIPVisionBackbone``.
         text_backbone (dict, optional): e.g. ``CLIPTextBackbone``.
         pvla_loss (dict, optional): ``PVLALoss`` config; None disables it.
         save_trainable_only (bool): drop frozen parameters from checkpoints.
+        allow_base_mismatch (bool): load a trainable-only checkpoint even if its frozen-base
+            fingerprint differs from this model's (a warning instead of an error).
+        allow_partial_load (bool): load a checkpoint with missing, unexpected or
+            shape-mismatched weights (a warning instead of an error; torch's
+            ``strict=False`` also allows it).
     """
 
     def __init__(self,
@@ -39,6 +49,8 @@ class VideoLanguageModel(BaseModel):
                  text_backbone: Optional[dict] = None,
                  pvla_loss: Optional[dict] = None,
                  save_trainable_only: bool = True,
+                 allow_base_mismatch: bool = False,
+                 allow_partial_load: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -46,6 +58,9 @@ class VideoLanguageModel(BaseModel):
         self.text_backbone = MODELS.build(text_backbone) if text_backbone else None
         self.pvla_loss = MODELS.build(pvla_loss) if pvla_loss else None
         self.save_trainable_only = save_trainable_only
+        self.allow_base_mismatch, self.allow_partial_load = allow_base_mismatch, allow_partial_load
+        self.base_sources = dict(video_backbone=base_source(video_backbone),
+                                 text_backbone=base_source(text_backbone))
         self._register_state_dict_hook(_drop_frozen_params)
         self._register_load_state_dict_pre_hook(_fill_frozen_params, with_module=True)
 
@@ -137,6 +152,8 @@ class VideoLanguageModel(BaseModel):
 
 
 def _drop_frozen_params(module: VideoLanguageModel, state_dict, prefix, local_metadata):
+    # The fingerprint rides in the state dict's metadata; see mmvpeft/utils/fingerprint.py.
+    local_metadata[FINGERPRINT_KEY] = frozen_fingerprint(module, module.base_sources)
     if module.save_trainable_only:
         for name in module.frozen_param_names():
             state_dict.pop(prefix + name, None)
@@ -146,8 +163,14 @@ def _drop_frozen_params(module: VideoLanguageModel, state_dict, prefix, local_me
 def _fill_frozen_params(module: VideoLanguageModel, state_dict, prefix, local_metadata, strict,
                         missing_keys, unexpected_keys, error_msgs):
     # A trainable-only checkpoint omits frozen weights: keep the ones the model was built
-    # with (its pretrained backbone) instead of reporting hundreds of missing keys. Missing
-    # trainable weights are still reported by the normal path.
+    # with (its pretrained backbone) instead of reporting hundreds of missing keys, provided
+    # they are the ones the checkpoint was trained on. Missing trainable weights are an error.
+    filled = []
     for name, param in module.named_parameters():
         if not param.requires_grad and prefix + name not in state_dict:
             state_dict[prefix + name] = param.detach()
+            filled.append(name)
+    check_loaded_state(module, state_dict, prefix, local_metadata, filled,
+                       allow_partial=module.allow_partial_load or not strict,
+                       allow_base_mismatch=module.allow_base_mismatch,
+                       sources=module.base_sources)

@@ -17,11 +17,12 @@ class MomentRetriever(VideoLanguageModel):
     Args:
         encoder: ``CrossModalEncoder`` config.
         head: ``DenseMomentHead`` config.
-        video_backbone, text_backbone, pvla_loss, save_trainable_only: see
-            :class:`VideoLanguageModel`.
+        video_backbone, text_backbone, pvla_loss: see :class:`VideoLanguageModel`.
         pvla_source: ``'backbone'`` (the towers' READ states) or ``'encoder'`` (adapter
             states of the encoder's unimodal layers).
         test_cfg: ``dict(nms_thr=0.7, max_windows=10)``.
+        **kwargs: :class:`VideoLanguageModel` options (``save_trainable_only``,
+            ``allow_base_mismatch``, ``allow_partial_load``, ``data_preprocessor``).
     """
 
     def __init__(self,
@@ -31,15 +32,12 @@ class MomentRetriever(VideoLanguageModel):
                  text_backbone: Optional[dict] = None,
                  pvla_loss: Optional[dict] = None,
                  pvla_source: str = 'backbone',
-                 save_trainable_only: bool = True,
                  test_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 **kwargs):
         if pvla_source not in ('backbone', 'encoder'):
             raise ValueError(f'pvla_source must be "backbone" or "encoder", got {pvla_source!r}')
         super().__init__(video_backbone=video_backbone, text_backbone=text_backbone,
-                         pvla_loss=pvla_loss, save_trainable_only=save_trainable_only,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+                         pvla_loss=pvla_loss, **kwargs)
         self.encoder = MODELS.build(encoder)
         self.head = MODELS.build(head)
         self.pvla_source = pvla_source

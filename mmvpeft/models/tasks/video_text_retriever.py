@@ -33,7 +33,9 @@ class VideoTextRetriever(VideoLanguageModel):
         logit_scale_init (float): initial inverse temperature (CLIP: 1 / 0.07).
         max_logit_scale (float): clamp of the inverse temperature (CLIP: 100).
         learn_logit_scale (bool): train the temperature.
-        pvla_loss, save_trainable_only: see :class:`VideoLanguageModel`.
+        pvla_loss: see :class:`VideoLanguageModel`.
+        **kwargs: :class:`VideoLanguageModel` options (``save_trainable_only``,
+            ``allow_base_mismatch``, ``allow_partial_load``, ``data_preprocessor``).
     """
 
     def __init__(self,
@@ -45,12 +47,9 @@ class VideoTextRetriever(VideoLanguageModel):
                  max_logit_scale: float = 100.0,
                  learn_logit_scale: bool = True,
                  pvla_loss: Optional[dict] = None,
-                 save_trainable_only: bool = True,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 **kwargs):
         super().__init__(video_backbone=video_backbone, text_backbone=text_backbone,
-                         pvla_loss=pvla_loss, save_trainable_only=save_trainable_only,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+                         pvla_loss=pvla_loss, **kwargs)
         self.temporal_pool = MODELS.build(temporal_pool or dict(type='TemporalPool'))
         self.loss_fn = MODELS.build(loss or dict(type='SymmetricInfoNCELoss'))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale_init)),
