@@ -105,6 +105,11 @@ def test_pairs_of_one_video_or_one_caption_are_not_negatives():
     ids = pair_ids(samples, list(range(5))).tolist()
     assert ids[0] == ids[2] == ids[3]  # same caption (a, c), same video (a, a)
     assert len({ids[0], ids[1], ids[4]}) == 3
+    # The video rule on its own: b's caption links it to a's second pair, so all three
+    # form one group (ids come from a group's first member, so this needs the union).
+    chain = pair_ids([dict(vid='a', captions=['x']), dict(vid='b', captions=['y']),
+                      dict(vid='a', captions=['y'])], [0, 1, 2]).tolist()
+    assert chain[0] == chain[1] == chain[2]
     # Several captions of one video in a batch (test layout): one group.
     grouped = pair_ids([dict(vid='x', captions=['p', 'q']), dict(vid='y', captions=['r'])],
                        [0, 0, 1]).tolist()
