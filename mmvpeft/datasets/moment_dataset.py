@@ -12,10 +12,9 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
-from mmengine.logging import print_log
 
 from mmvpeft.registry import DATASETS
-from .transforms.video_loading import VideoReadError
+from .skip_corrupt import SkipCorruptMixin
 
 
 def _join_root(data_root: Optional[str], path: Optional[str]) -> Optional[str]:
@@ -77,7 +76,7 @@ def clip_windows(windows: Sequence[Sequence[float]], duration: float):
 
 
 @DATASETS.register_module()
-class MomentRetrievalDataset(BaseDataset):
+class MomentRetrievalDataset(SkipCorruptMixin, BaseDataset):
     """Temporal language grounding over JSON-lines moment annotations.
 
     Args:
@@ -98,6 +97,8 @@ class MomentRetrievalDataset(BaseDataset):
         indices: optional subset (int: first N queries, or a list of indices).
         test_mode: evaluation mode.
     """
+    ident_key = 'qid'  # named when an unreadable video is skipped
+
 
     def __init__(self,
                  ann_file: str,
@@ -195,13 +196,3 @@ class MomentRetrievalDataset(BaseDataset):
         if not data_list:
             raise AnnotationError(f'{ann_file}: no usable query')
         return data_list
-
-    def prepare_data(self, idx):
-        try:
-            return super().prepare_data(idx)
-        except VideoReadError as e:
-            if not self.skip_corrupt or self.test_mode:
-                raise
-            print_log(f'skipping unreadable item {idx} (qid={self.get_data_info(idx)["qid"]}): '
-                      f'{e}', logger='current', level=30)
-            return None  # BaseDataset.__getitem__ draws another index

@@ -26,11 +26,10 @@ import os.path as osp
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from mmengine.dataset import BaseDataset
-from mmengine.logging import print_log
 
 from mmvpeft.registry import DATASETS
 from ..moment_dataset import AnnotationError
-from ..transforms.video_loading import VideoReadError
+from ..skip_corrupt import SkipCorruptMixin
 
 
 def _join_root(data_root: Optional[str], path: Optional[str]) -> Optional[str]:
@@ -64,7 +63,7 @@ def check_captions(captions, where: str, vid) -> List[str]:
 
 
 @DATASETS.register_module()
-class VideoTextRetrievalDataset(BaseDataset):
+class VideoTextRetrievalDataset(SkipCorruptMixin, BaseDataset):
     """Text-video retrieval over a list of captioned videos; reads the generic JSON-lines
     layout (see the module docstring). Subclasses read other layouts.
 
@@ -204,13 +203,3 @@ class VideoTextRetrievalDataset(BaseDataset):
                 f'{"; ".join(missing[:5])} (set video_dir/data_root, or check_files=False to '
                 'fail only when the item is loaded)')
         return data_list
-
-    def prepare_data(self, idx):
-        try:
-            return super().prepare_data(idx)
-        except VideoReadError as e:
-            if not self.skip_corrupt or self.test_mode:
-                raise
-            print_log(f'skipping unreadable item {idx} (vid={self.get_data_info(idx)["vid"]}): '
-                      f'{e}', logger='current', level=30)
-            return None  # BaseDataset.__getitem__ draws another index

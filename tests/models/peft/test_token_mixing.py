@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import mmvpeft.models.peft.token_mixing as tm
-from mmvpeft.models.peft import PEFTBlock, SequenceLayout, TokenMixing, pretrained_parameters
+from mmvpeft.models.peft import PEFTBlock, SequenceLayout, pretrained_parameters
 
 D, HEADS, P = 16, 2, 4  # width, heads, patches per frame (2x2 grid)
 N = 1 + P
