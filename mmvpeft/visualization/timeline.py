@@ -96,8 +96,9 @@ def draw_timeline(duration: float,
         cv2.rectangle(img, (x0, row_y + 4), (x1, row_y + row_h - 4), (245, 245, 245), -1)
         cv2.rectangle(img, (x_of(s), row_y + 4), (max(x_of(e), x_of(s) + 1), row_y + row_h - 4),
                       colour, -1)
-        if text:
-            tx = min(x_of(e) + 4, x1 - 8 * len(text))
+        if text:  # right of the bar, or left of it when the bar reaches the end
+            tw = cv2.getTextSize(text, font, 0.42, 1)[0][0]
+            tx = x_of(e) + 4 if x_of(e) + 4 + tw <= x1 else max(x0, x_of(s) - tw - 4)
             cv2.putText(img, text, (tx, row_y + 15), font, 0.42, _TEXT, 1, cv2.LINE_AA)
 
     for k, (s, e, score) in enumerate(windows):
