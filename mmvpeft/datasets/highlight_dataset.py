@@ -23,13 +23,13 @@ annotator score above the video's median of those means). Its foreground probabi
 predicted saliency (``pred_saliency_scores``) that :class:`~mmvpeft.evaluation.HighlightMetric`
 ranks per video, per domain.
 """
-import json
 import os.path as osp
 from typing import List, Optional, Sequence
 
 import numpy as np
 
 from mmvpeft.registry import DATASETS
+from mmvpeft.utils.jsonl import iter_jsonl
 from .moment_dataset import AnnotationError, MomentRetrievalDataset
 
 TEXT_SOURCES = ('domain', 'query', 'none')
@@ -91,55 +91,48 @@ class HighlightDataset(MomentRetrievalDataset):
             raise FileNotFoundError(f'annotation file not found: {ann_file} '
                                     f'(data_root={self.data_root!r})')
         data_list = []
-        with open(ann_file, encoding='utf-8') as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f'{ann_file}:{lineno}'
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise AnnotationError(f'{where}: invalid JSON ({e})') from e
-                for key in ('qid', 'vid', 'duration', 'label', 'domain'):
-                    if r.get(key) is None:
-                        raise AnnotationError(f'{where}: missing field "{key}" '
-                                              f'(qid={r.get("qid")!r})')
-                if self.domains is not None and str(r['domain']) not in self.domains:
-                    continue
-                try:
-                    labels = np.asarray(r['label'], dtype=np.float32)
-                except (TypeError, ValueError) as e:
-                    raise AnnotationError(f'{where}: field "label" must be a (clips, annotators) '
-                                          f'list of numbers (qid={r["qid"]!r})') from e
-                labels = labels[:, None] if labels.ndim == 1 else labels
-                if labels.ndim != 2 or not labels.size or float(r['duration']) <= 0:
-                    raise AnnotationError(f'{where}: field "label" must be a non-empty (clips, '
-                                          f'annotators) list and duration > 0 '
-                                          f'(qid={r["qid"]!r}, label shape {labels.shape})')
-                windows = label_windows(r, len(labels), self.protocol)
-                if len(windows) != len(labels):
-                    raise AnnotationError(f'{where}: {len(labels)} label rows but '
-                                          f'{len(windows)} "clip" entries (qid={r["qid"]!r})')
-                if self.protocol == 'youtube':
-                    positive = labels.max(1) > 0
-                else:
-                    mean = labels.mean(1)
-                    positive = mean > np.median(mean)
-                if self.text_source == 'domain':
-                    query = str(r['domain'])
-                elif self.text_source == 'query':
-                    query = str(r.get('query') or '')
-                else:
-                    query = ''
-                info = dict(qid=r['qid'], vid=str(r['vid']), query=query,
-                            duration=float(r['duration']), domain=str(r['domain']),
-                            clip_labels=labels, label_windows=windows.astype(np.float32),
-                            gt_windows=positive_runs(positive, windows))
-                if self.video_dir is not None:
-                    info['video_path'] = osp.join(self.video_dir, info['vid'] + self.video_ext)
-                if self.frame_dir is not None:
-                    info['frame_dir'] = osp.join(self.frame_dir, info['vid'])
-                data_list.append(info)
+        for lineno, r in iter_jsonl(ann_file, AnnotationError):
+            where = f'{ann_file}:{lineno}'
+            for key in ('qid', 'vid', 'duration', 'label', 'domain'):
+                if r.get(key) is None:
+                    raise AnnotationError(f'{where}: missing field "{key}" '
+                                          f'(qid={r.get("qid")!r})')
+            if self.domains is not None and str(r['domain']) not in self.domains:
+                continue
+            try:
+                labels = np.asarray(r['label'], dtype=np.float32)
+            except (TypeError, ValueError) as e:
+                raise AnnotationError(f'{where}: field "label" must be a (clips, annotators) '
+                                      f'list of numbers (qid={r["qid"]!r})') from e
+            labels = labels[:, None] if labels.ndim == 1 else labels
+            if labels.ndim != 2 or not labels.size or float(r['duration']) <= 0:
+                raise AnnotationError(f'{where}: field "label" must be a non-empty (clips, '
+                                      f'annotators) list and duration > 0 '
+                                      f'(qid={r["qid"]!r}, label shape {labels.shape})')
+            windows = label_windows(r, len(labels), self.protocol)
+            if len(windows) != len(labels):
+                raise AnnotationError(f'{where}: {len(labels)} label rows but '
+                                      f'{len(windows)} "clip" entries (qid={r["qid"]!r})')
+            if self.protocol == 'youtube':
+                positive = labels.max(1) > 0
+            else:
+                mean = labels.mean(1)
+                positive = mean > np.median(mean)
+            if self.text_source == 'domain':
+                query = str(r['domain'])
+            elif self.text_source == 'query':
+                query = str(r.get('query') or '')
+            else:
+                query = ''
+            info = dict(qid=r['qid'], vid=str(r['vid']), query=query,
+                        duration=float(r['duration']), domain=str(r['domain']),
+                        clip_labels=labels, label_windows=windows.astype(np.float32),
+                        gt_windows=positive_runs(positive, windows))
+            if self.video_dir is not None:
+                info['video_path'] = osp.join(self.video_dir, info['vid'] + self.video_ext)
+            if self.frame_dir is not None:
+                info['frame_dir'] = osp.join(self.frame_dir, info['vid'])
+            data_list.append(info)
         if not data_list:
             raise AnnotationError(f'{ann_file}: no usable video'
                                   + (f' in domains {self.domains}' if self.domains else ''))

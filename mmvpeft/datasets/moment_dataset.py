@@ -5,7 +5,6 @@ Each line is ``{"qid", "query", "vid", "duration", "relevant_windows": [[start, 
 (the format of moment_detr and line/lighthouse). Features or frames are loaded by the
 pipeline, so one dataset class serves pre-extracted features and raw videos alike.
 """
-import json
 import os.path as osp
 import warnings
 from typing import Callable, List, Optional, Sequence, Union
@@ -14,6 +13,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 
 from mmvpeft.registry import DATASETS
+from mmvpeft.utils.jsonl import iter_jsonl
 from .skip_corrupt import SkipCorruptMixin
 
 
@@ -137,55 +137,48 @@ class MomentRetrievalDataset(SkipCorruptMixin, BaseDataset):
                 f'annotation file not found: {ann_file} (set ann_file in the dataset config; '
                 'see README "Data layout")')
         data_list, n_changed, n_dropped_win, dropped_queries = [], 0, 0, []
-        with open(ann_file, encoding='utf-8') as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
+        for lineno, record in iter_jsonl(ann_file, AnnotationError):
+            for key, types in (('qid', (int, str)), ('query', str), ('vid', str),
+                               ('duration', (int, float))):
+                _check_field(record, key, types, ann_file, lineno)
+            duration = float(record['duration'])
+            if duration <= 0:
+                raise AnnotationError(f'{ann_file}:{lineno}: duration must be > 0, got '
+                                      f'{duration} (qid={record["qid"]!r})')
+            raw = record.get('relevant_windows')
+            if raw is None:
+                if self.require_windows:
+                    raise AnnotationError(
+                        f'{ann_file}:{lineno}: missing field "relevant_windows" '
+                        f'(qid={record["qid"]!r}); set require_windows=False for an '
+                        'unlabelled split')
+                windows = np.zeros((0, 2), np.float32)
+            else:
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise AnnotationError(f'{ann_file}:{lineno}: invalid JSON ({e})') from e
-                for key, types in (('qid', (int, str)), ('query', str), ('vid', str),
-                                   ('duration', (int, float))):
-                    _check_field(record, key, types, ann_file, lineno)
-                duration = float(record['duration'])
-                if duration <= 0:
-                    raise AnnotationError(f'{ann_file}:{lineno}: duration must be > 0, got '
-                                          f'{duration} (qid={record["qid"]!r})')
-                raw = record.get('relevant_windows')
-                if raw is None:
-                    if self.require_windows:
-                        raise AnnotationError(
-                            f'{ann_file}:{lineno}: missing field "relevant_windows" '
-                            f'(qid={record["qid"]!r}); set require_windows=False for an '
-                            'unlabelled split')
-                    windows = np.zeros((0, 2), np.float32)
-                else:
-                    try:
-                        windows, changed, dropped = clip_windows(raw, duration)
-                    except (TypeError, ValueError) as e:
-                        raise AnnotationError(
-                            f'{ann_file}:{lineno}: "relevant_windows" must be a list of '
-                            f'[start, end] pairs (qid={record["qid"]!r})') from e
-                    n_changed += changed
-                    n_dropped_win += dropped
-                    if len(windows) == 0:
-                        dropped_queries.append(record['qid'])
-                        continue
-                info = dict(
-                    qid=record['qid'],
-                    query=record['query'].strip(),
-                    vid=record['vid'],
-                    duration=duration,
-                    gt_windows=windows)
-                if 'saliency_scores' in record:
-                    info['relevant_clip_ids'] = record.get('relevant_clip_ids')
-                    info['saliency_scores'] = record['saliency_scores']
-                if self.video_dir is not None:
-                    info['video_path'] = osp.join(self.video_dir, record['vid'] + self.video_ext)
-                if self.frame_dir is not None:
-                    info['frame_dir'] = osp.join(self.frame_dir, record['vid'])
-                data_list.append(info)
+                    windows, changed, dropped = clip_windows(raw, duration)
+                except (TypeError, ValueError) as e:
+                    raise AnnotationError(
+                        f'{ann_file}:{lineno}: "relevant_windows" must be a list of '
+                        f'[start, end] pairs (qid={record["qid"]!r})') from e
+                n_changed += changed
+                n_dropped_win += dropped
+                if len(windows) == 0:
+                    dropped_queries.append(record['qid'])
+                    continue
+            info = dict(
+                qid=record['qid'],
+                query=record['query'].strip(),
+                vid=record['vid'],
+                duration=duration,
+                gt_windows=windows)
+            if 'saliency_scores' in record:
+                info['relevant_clip_ids'] = record.get('relevant_clip_ids')
+                info['saliency_scores'] = record['saliency_scores']
+            if self.video_dir is not None:
+                info['video_path'] = osp.join(self.video_dir, record['vid'] + self.video_ext)
+            if self.frame_dir is not None:
+                info['frame_dir'] = osp.join(self.frame_dir, record['vid'])
+            data_list.append(info)
         if n_changed or dropped_queries:
             msg = (f'{ann_file}: clipped {n_changed} window(s) to [0, duration]; '
                    f'{n_dropped_win} window(s) lay fully outside their video')

@@ -21,13 +21,13 @@ Generic layout (for your own data; the synthetic demo writes it), one JSON objec
 
 ``video`` is optional (default ``{vid}{video_ext}``) and relative to ``video_dir``.
 """
-import json
 import os.path as osp
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from mmengine.dataset import BaseDataset
 
 from mmvpeft.registry import DATASETS
+from mmvpeft.utils.jsonl import iter_jsonl
 from ..moment_dataset import AnnotationError
 from ..skip_corrupt import SkipCorruptMixin
 
@@ -124,32 +124,25 @@ class VideoTextRetrievalDataset(SkipCorruptMixin, BaseDataset):
         """
         ann_file = self._require_file(self.ann_file, 'ann_file')
         videos = []
-        with open(ann_file, encoding='utf-8') as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f'{ann_file}:{lineno}'
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise AnnotationError(f'{where}: invalid JSON ({e})') from e
-                if not isinstance(record, dict):
-                    raise AnnotationError(f'{where}: expected a JSON object, got '
-                                          f'{type(record).__name__}')
-                vid = record.get('vid')
-                if not isinstance(vid, (str, int)) or isinstance(vid, bool) or vid == '':
-                    raise AnnotationError(f'{where}: field "vid" must be a non-empty str, got '
-                                          f'{vid!r}')
-                if 'captions' not in record:
-                    raise AnnotationError(f'{where}: missing field "captions" (vid={vid!r})')
-                info = dict(vid=str(vid), captions=check_captions(record['captions'], where, vid),
-                            where=where)
-                if record.get('video') is not None:
-                    if not isinstance(record['video'], str) or not record['video']:
-                        raise AnnotationError(f'{where}: field "video" must be a file name, got '
-                                              f'{record["video"]!r} (vid={vid!r})')
-                    info['video'] = record['video']
-                videos.append(info)
+        for lineno, record in iter_jsonl(ann_file, AnnotationError):
+            where = f'{ann_file}:{lineno}'
+            if not isinstance(record, dict):
+                raise AnnotationError(f'{where}: expected a JSON object, got '
+                                      f'{type(record).__name__}')
+            vid = record.get('vid')
+            if not isinstance(vid, (str, int)) or isinstance(vid, bool) or vid == '':
+                raise AnnotationError(f'{where}: field "vid" must be a non-empty str, got '
+                                      f'{vid!r}')
+            if 'captions' not in record:
+                raise AnnotationError(f'{where}: missing field "captions" (vid={vid!r})')
+            info = dict(vid=str(vid), captions=check_captions(record['captions'], where, vid),
+                        where=where)
+            if record.get('video') is not None:
+                if not isinstance(record['video'], str) or not record['video']:
+                    raise AnnotationError(f'{where}: field "video" must be a file name, got '
+                                          f'{record["video"]!r} (vid={vid!r})')
+                info['video'] = record['video']
+            videos.append(info)
         return videos
 
     # -- shared logic -------------------------------------------------------------------
