@@ -92,7 +92,8 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
 
     def forward(self,
                 imgs: torch.Tensor,
-                mask: Optional[torch.Tensor] = None) -> Dict[str, Optional[torch.Tensor]]:
+                mask: Optional[torch.Tensor] = None,
+                return_tokens: bool = False) -> Dict[str, Optional[torch.Tensor]]:
         """Embeds every clip of a batch of videos.
 
         Args:
@@ -102,6 +103,8 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
             mask (Tensor, optional): (B, T) bool, True at valid clips,
                 right-padded; padded clips never influence valid ones through
                 the PETL methods.
+            return_tokens (bool): also return every frame's patch tokens (for a
+                decoder's cross-attention memory).
 
         Returns:
             dict:
@@ -109,6 +112,9 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
                   clip (mean over its K frames), not L2-normalised.
                 - aux (dict): the PETL methods' outputs, e.g. ``read_states``
                   (B, T, r) of READ, with graph.
+                - tokens (Tensor): only with ``return_tokens``: (B, T, K, P, W) patch
+                  tokens of the last block after ``ln_post`` (open_clip's
+                  ``output_tokens``), P patches of width W per frame.
         """
         if imgs.dim() == 5:
             imgs = imgs.unsqueeze(2)
@@ -129,9 +135,18 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
         layout = SequenceLayout(batch_size=b, num_frames=t * k, mask=frame_mask,
                                 frames_per_clip=k, num_prefix_tokens=1,
                                 grid_size=self.grid_size)
-        with self.run_blocks(layout):
-            pooled = self.visual(frames)
+        tokens_flag = self.visual.output_tokens
+        self.visual.output_tokens = tokens_flag or return_tokens
+        try:
+            with self.run_blocks(layout):
+                pooled = self.visual(frames)
+        finally:
+            self.visual.output_tokens = tokens_flag
+        tokens = None
         if isinstance(pooled, tuple):  # output_tokens=True towers
-            pooled = pooled[0]
+            pooled, tokens = pooled
         feats = pooled.reshape(b, t, k, -1).mean(dim=2)
-        return dict(feats=feats, aux=self.peft_outputs(layout))
+        out = dict(feats=feats, aux=self.peft_outputs(layout))
+        if return_tokens:
+            out['tokens'] = tokens.reshape(b, t, k, *tokens.shape[1:])
+        return out
