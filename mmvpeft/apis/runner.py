@@ -109,10 +109,19 @@ def build_runner(cfg: Config) -> Runner:
 
 
 def add_submission_dump(cfg: Config, out_file: str) -> None:
-    """Append a ``MomentSubmissionDumper`` to the test evaluator (JSON-lines submission)."""
+    """Append the task's prediction dumper to the test evaluator (JSON lines).
+
+    The task model class names its dumper in ``prediction_dumper`` (e.g. ``VideoCaptioner``:
+    ``PredictionDumper``, captions / summaries); grounding models have none and get the
+    moment_detr submission (``MomentSubmissionDumper``).
+    """
     if not out_file.endswith('.jsonl'):
         raise ValueError(f'--dump expects a .jsonl path, got {out_file}')
-    dumper = dict(type='MomentSubmissionDumper', out_file=out_file)
+    from mmvpeft.registry import MODELS
+    model_type = cfg.model.get('type') if 'model' in cfg else None
+    model_cls = MODELS.get(model_type) if isinstance(model_type, str) else model_type
+    dumper = dict(getattr(model_cls, 'prediction_dumper', None)
+                  or dict(type='MomentSubmissionDumper'), out_file=out_file)
     evaluator = cfg.test_evaluator
     if isinstance(evaluator, (list, tuple)):
         cfg.test_evaluator = list(evaluator) + [dumper]

@@ -1,6 +1,9 @@
+from .caption_metric import CaptionMetric
 from .highlight_metric import HighlightMetric
 from .moment_retrieval_metric import MomentRetrievalMetric
+from .prediction_dumper import PredictionDumper
 from .retrieval_metric import RetrievalMetric
 from .submission_dumper import MomentSubmissionDumper
 
-__all__ = ['HighlightMetric', 'MomentRetrievalMetric', 'MomentSubmissionDumper', 'RetrievalMetric']
+__all__ = ['CaptionMetric', 'HighlightMetric', 'MomentRetrievalMetric', 'MomentSubmissionDumper',
+           'PredictionDumper', 'RetrievalMetric']

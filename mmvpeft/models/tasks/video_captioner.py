@@ -60,6 +60,8 @@ class VideoCaptioner(VideoLanguageModel):
     """
 
     MEMORY_MODES = ('patches', 'frames')
+    # what ``tools/test.py --dump`` writes for this task
+    prediction_dumper = dict(type='PredictionDumper')
 
     def __init__(self,
                  video_backbone: dict,
