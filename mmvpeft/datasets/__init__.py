@@ -1,3 +1,6 @@
+from .caption_collate import caption_collate
+from .captioning import (How2SummarizationDataset, MSRVTTCaptionDataset,
+                         SyntheticSummarizationDataset, VATEXCaptionDataset)
 from .collate import moment_collate, pad_sequences
 from .highlight_dataset import HighlightDataset
 from .moment_dataset import AnnotationError, MomentRetrievalDataset
@@ -14,4 +17,6 @@ __all__ = ['HighlightDataset', 'moment_collate', 'pad_sequences', 'AnnotationErr
            'SyntheticMomentDataset', 'generate_synthetic_moments', 'generate_synthetic_videos',
            'split_annotations', 'SyntheticVideoMomentDataset', 'DiDeMoRetrievalDataset',
            'MSRVTTRetrievalDataset', 'MSVDRetrievalDataset', 'SyntheticRetrievalDataset',
-           'VideoTextRetrievalDataset', 'retrieval_collate', 'generate_synthetic_retrieval']
+           'VideoTextRetrievalDataset', 'retrieval_collate', 'generate_synthetic_retrieval', 'caption_collate',
+           'How2SummarizationDataset', 'MSRVTTCaptionDataset', 'SyntheticSummarizationDataset',
+           'VATEXCaptionDataset']

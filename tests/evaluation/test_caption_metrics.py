@@ -123,7 +123,7 @@ def test_rouge_matches_rouge_score():
 
 def test_summary_metric_reports_rouge_f1(monkeypatch):
     monkeypatch.setattr(cm, 'java_available', lambda: False)
-    metric = CaptionMetric(metrics=('BLEU', 'CIDEr'), rouge_f1=True)
+    metric = CaptionMetric(scorers=('BLEU', 'CIDEr'), rouge_f1=True)
     metric.process(None, [dict(vid='a', pred_text='the cat sat on the mat',
                                captions='the cat lay on the red mat.')])
     got = metric.compute_metrics(metric.results)

@@ -118,7 +118,8 @@ class VideoTextRetrievalDataset(SkipCorruptMixin, BaseDataset):
     # -- layout -------------------------------------------------------------------------
 
     def load_videos(self) -> List[Dict]:
-        """Read the annotation into ``[{'vid', 'captions': [str], 'video'?: filename}]``.
+        """Read the annotation into ``[{'vid', 'captions': [str], 'video'?: filename,
+        'extra'?: {field: value}}]`` (``extra`` fields are copied into every item).
 
         Subclasses override this for their layout; this one reads the generic JSON lines.
         """
@@ -181,13 +182,14 @@ class VideoTextRetrievalDataset(SkipCorruptMixin, BaseDataset):
                     if not exists:
                         missing.append(f'{path} (vid={vid!r})')
             caption_ids = [f'{vid}#{k}' for k in range(len(captions))]
+            extra = video.get('extra') or {}  # layout-specific fields (e.g. a transcript)
             if self.test_mode:
                 data_list.append(dict(vid=vid, video_index=video_index, captions=captions,
-                                      caption_ids=caption_ids, **paths))
+                                      caption_ids=caption_ids, **paths, **extra))
             else:
                 data_list.extend(
                     dict(vid=vid, video_index=video_index, captions=[cap], caption_ids=[cid],
-                         caption_index=k, **paths)
+                         caption_index=k, **paths, **extra)
                     for k, (cap, cid) in enumerate(zip(captions, caption_ids)))
         if missing:
             kind = 'video file' if self.video_dir is not None else 'frame folder'

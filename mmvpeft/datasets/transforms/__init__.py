@@ -1,5 +1,6 @@
 # video_loading imports cv2 at module level and decord only when a video is read: decord
 # exports an old zlib that breaks cv2's PNG reader if decord is loaded first.
+from .caption_formatting import CLIPTokenizeChunks, PackCaptionInputs
 from .feature_loading import LoadClipFeatures, LoadTextFeatures
 from .formatting import PackMomentInputs
 from .frame_sampling import LoadFramesFromFolder, LoadVideoFrames
@@ -11,4 +12,4 @@ from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoC
 __all__ = ['LoadClipFeatures', 'LoadTextFeatures', 'PackMomentInputs', 'CLIPTokenize',
            'FormatVideo', 'LoadFrameFolder', 'LoadVideoClips', 'VideoCenterCrop',
            'VideoReadError', 'VideoResize', 'LoadFramesFromFolder', 'LoadVideoFrames',
-           'PackRetrievalInputs']
+           'PackRetrievalInputs', 'CLIPTokenizeChunks', 'PackCaptionInputs']

@@ -20,8 +20,9 @@ class CaptionMetric(BaseMetric):
     skipped with one warning where Java is missing.
 
     Args:
-        metrics: pycocoevalcap scorers to run (``'BLEU'``, ``'METEOR'``, ``'ROUGE_L'``,
-            ``'CIDEr'``).
+        scorers: pycocoevalcap scorers to run (``'BLEU'``, ``'METEOR'``, ``'ROUGE_L'``,
+            ``'CIDEr'``). (Not ``metrics=``: MMEngine reads a ``metrics`` key as an
+            evaluator of several metrics.)
         rouge_f1: also report ROUGE-1, ROUGE-2 and ROUGE-L-F1 (summarization).
         tokenizer: ``'auto'``, ``'ptb'`` or ``'simple'``.
         pred_key, ref_key, id_key: data sample keys.
@@ -29,15 +30,15 @@ class CaptionMetric(BaseMetric):
 
     default_prefix: Optional[str] = None
 
-    def __init__(self, metrics: Sequence[str] = COCO_METRICS, rouge_f1: bool = False,
+    def __init__(self, scorers: Sequence[str] = COCO_METRICS, rouge_f1: bool = False,
                  tokenizer: str = 'auto', pred_key: str = 'pred_text', ref_key: str = 'captions',
                  id_key: str = 'vid', collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        unknown = [m for m in metrics if m not in COCO_METRICS]
+        unknown = [m for m in scorers if m not in COCO_METRICS]
         if unknown:
-            raise ValueError(f'unknown caption metrics {unknown}; choose from {COCO_METRICS}')
-        self.metrics, self.rouge_f1, self.tokenizer = tuple(metrics), rouge_f1, tokenizer
+            raise ValueError(f'unknown caption scorers {unknown}; choose from {COCO_METRICS}')
+        self.scorers, self.rouge_f1, self.tokenizer = tuple(scorers), rouge_f1, tokenizer
         self.pred_key, self.ref_key, self.id_key = pred_key, ref_key, id_key
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
@@ -57,7 +58,7 @@ class CaptionMetric(BaseMetric):
             if ident in preds:
                 raise ValueError(f'{self.id_key}={ident!r} was predicted twice')
             preds[ident], refs[ident] = pred, ref
-        out = coco_caption_scores(preds, refs, self.metrics, self.tokenizer)
+        out = coco_caption_scores(preds, refs, self.scorers, self.tokenizer)
         if self.rouge_f1:
             out.update(rouge_f1_scores(preds, refs, self.tokenizer))
         return out

@@ -86,6 +86,11 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
             projections train); False trains all of it (the default for a random one).
         peft (list[dict], optional): PETL methods on the self-attention blocks.
         sot_token_id, eot_token_id, pad_token_id (int): special tokens (CLIP tokenizer).
+        vocab_texts (list[str], optional): restrict the output vocabulary to the CLIP tokens
+            of these texts (plus SOT, EOT and an unknown token), as captioning models often
+            use the training captions' words. Inputs and outputs stay CLIP token ids; a
+            pretrained decoder keeps the rows of those tokens. The logits then have
+            ``len(vocab_ids)`` columns. None: the full vocabulary.
     """
 
     def __init__(self,
@@ -99,6 +104,7 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
                  sot_token_id: int = SOT_TOKEN,
                  eot_token_id: int = EOT_TOKEN,
                  pad_token_id: int = PAD_TOKEN,
+                 vocab_texts: Optional[Sequence[str]] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if model_cfg is None and pretrained is None:
@@ -112,6 +118,7 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
                 raise ValueError(f'unknown VideoTextDecoder model_cfg keys {sorted(unknown)}')
             width, heads, layers = cfg['width'], cfg['heads'], cfg['layers']
             vocab, ctx = cfg.get('vocab_size', 49408), cfg.get('context_length', 77)
+            full_vocab = vocab
             mlp_ratio, text_layers = cfg.get('mlp_ratio', 4.0), cfg.get('text_layers', 0)
             self.token_embedding = nn.Embedding(vocab, width)
             self.positional_embedding = nn.Parameter(torch.empty(ctx, width))
@@ -129,10 +136,12 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
             self.context_length = parts.pop('context_length')
             for name, module in parts.items():
                 setattr(self, name, module)
+            full_vocab = self.token_embedding.num_embeddings
+        self.sot_token_id, self.eot_token_id = sot_token_id, eot_token_id
+        self._restrict_vocab(vocab_texts, full_vocab)
         self.width = self.decoder.width
         self.num_heads = self.decoder.resblocks[0].attn.num_heads
         self.vocab_size = self.decoder.text_projection.shape[1]
-        self.sot_token_id, self.eot_token_id = sot_token_id, eot_token_id
         self.pad_token_id = pad_token_id
 
         dims = dict(memory_dims or {})
@@ -150,6 +159,40 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
         self.setup_peft(frozen, peft)
         for p in self.memory_parameters():
             p.requires_grad_(True)
+
+    def _restrict_vocab(self, vocab_texts: Optional[Sequence[str]], full_vocab: int) -> None:
+        """Keeps the embedding / projection rows of the tokens of ``vocab_texts``."""
+        self.register_buffer('vocab_ids', None, persistent=False)
+        self.register_buffer('vocab_lookup', None, persistent=False)
+        if vocab_texts is None:
+            return
+        import open_clip
+        tok = open_clip.get_tokenizer('ViT-B-32')
+        ids = sorted({i for text in vocab_texts for i in tok.encode(text)}
+                     | {self.sot_token_id, self.eot_token_id})
+        if max(ids) >= full_vocab:
+            raise ValueError(f'vocab_texts hold token id {max(ids)}, outside the decoder\'s '
+                             f'{full_vocab}-token vocabulary')
+        unk = len(ids)  # row of every token outside the kept vocabulary
+        keep = torch.tensor(ids + [PAD_TOKEN])
+        lookup = torch.full((full_vocab, ), unk, dtype=torch.long)
+        lookup[keep[:-1]] = torch.arange(len(ids))
+        self.vocab_ids, self.vocab_lookup = keep, lookup
+        emb = nn.Embedding(len(keep), self.token_embedding.embedding_dim)
+        emb.weight.data.copy_(self.token_embedding.weight.data[keep])
+        self.token_embedding = emb
+        self.decoder.text_projection = nn.Parameter(
+            self.decoder.text_projection.data[:, keep].clone())
+        self.sot_index, self.eot_index = int(lookup[self.sot_token_id]), int(
+            lookup[self.eot_token_id])
+
+    def to_index(self, tokens: torch.Tensor) -> torch.Tensor:
+        """CLIP token ids -> rows of the (possibly restricted) vocabulary."""
+        return tokens if self.vocab_ids is None else self.vocab_lookup[tokens]
+
+    def to_token(self, index: torch.Tensor) -> torch.Tensor:
+        """Vocabulary rows -> CLIP token ids."""
+        return index if self.vocab_ids is None else self.vocab_ids[index]
 
     def memory_parameters(self):
         yield from self.memory_proj.parameters()
@@ -218,13 +261,14 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
                 READ also read it).
 
         Returns:
-            Tensor: (B, L, V) logits; row t predicts token t + 1.
+            Tensor: (B, L, V) logits over the vocabulary rows (:meth:`to_token` maps a
+            row to its CLIP id); row t predicts token t + 1.
         """
         b, length = tokens.shape
         self.check_length(length)
         if token_mask is None:
             token_mask = torch.ones_like(tokens, dtype=torch.bool)
-        x = self.token_embedding(tokens) + self.positional_embedding[:length]
+        x = self.token_embedding(self.to_index(tokens)) + self.positional_embedding[:length]
         causal = self.decoder.attn_mask[:length, :length]
         # Additive (B * heads, L, S) mask: padded memory gets -inf.
         cross = torch.zeros(memory_mask.shape, dtype=x.dtype, device=x.device)
@@ -253,7 +297,7 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
             Tensor: scalar; padding contributes nothing (neither as input nor target).
         """
         logits = self(tokens[:, :-1], memory, memory_mask, token_mask[:, :-1])
-        target = tokens[:, 1:].masked_fill(~token_mask[:, 1:].bool(), -100)
+        target = self.to_index(tokens[:, 1:]).masked_fill(~token_mask[:, 1:].bool(), -100)
         if not (target != -100).any():
             raise ValueError('no target token: every sequence is empty (SOT only)')
         return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(),
@@ -280,17 +324,25 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
         if max_len < 1:
             raise ValueError(f'max_len must be >= 1, got {max_len}')
         self.check_length(1 + max_len, f'max_len={max_len} (plus the start token)')
+        # Search runs over vocabulary rows; the step maps them back to CLIP ids.
         step = self._step_fn(memory, memory_mask)
-        start = torch.full((memory.shape[0], 1), self.sot_token_id, dtype=torch.long,
-                           device=memory.device)
+        sot, eot = (self.sot_token_id, self.eot_token_id) if self.vocab_ids is None else (
+            self.sot_index, self.eot_index)
+        start = torch.full((memory.shape[0], 1), sot, dtype=torch.long, device=memory.device)
         if beam_size == 1:
-            return greedy_search(step, start, self.eot_token_id, max_len)
-        return beam_search(step, start, self.eot_token_id, max_len, beam_size, length_penalty)
+            rows = greedy_search(step, start, eot, max_len)
+        else:
+            rows = beam_search(step, start, eot, max_len, beam_size, length_penalty)
+        if self.vocab_ids is None:
+            return rows
+        return [self.vocab_ids[torch.tensor(r, dtype=torch.long)].tolist() if r else []
+                for r in rows]
 
     def _step_fn(self, memory, memory_mask):
-        def step(tokens: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        def step(rows_seq: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
             mem, mask = (memory, memory_mask) if rows is None else (memory[rows],
                                                                     memory_mask[rows])
+            tokens = self.to_token(rows_seq)
             return self(tokens, mem, mask)[:, -1].float().log_softmax(-1)
         return step
 

@@ -150,3 +150,26 @@ def test_read_in_decoder_is_causal():
     la, lb = dec(a, mem[:1], mmask[:1]), dec(b, mem[:1], mmask[:1])
     assert torch.equal(la[0, :3], lb[0, :3])
     assert not torch.allclose(la[0, 3:], lb[0, 3:])
+
+
+def test_restricted_vocabulary_maps_clip_ids_both_ways():
+    import open_clip
+    torch.manual_seed(0)
+    full = VideoTextDecoder(model_cfg=dict(TINY, vocab_size=49408, context_length=12),
+                            memory_dims=dict(video=16), max_frames=8)
+    torch.manual_seed(0)
+    small = VideoTextDecoder(model_cfg=dict(TINY, vocab_size=49408, context_length=12),
+                             memory_dims=dict(video=16), max_frames=8,
+                             vocab_texts=['a red circle moves up'])
+    tok = open_clip.get_tokenizer('ViT-B-32')
+    ids = tok.encode('a red circle moves up')
+    assert small.vocab_ids.tolist() == sorted(set(ids) | {49406, 49407}) + [0]
+    mem, mmask = memory_of(full)
+    tokens = torch.tensor([[49406] + ids + [49407]] * 2)
+    # The kept rows give the same logits as the full decoder's columns for those tokens.
+    lf, ls = full(tokens, mem, mmask), small(tokens, mem, mmask)
+    assert torch.allclose(ls, lf[..., small.vocab_ids], atol=1e-5)
+    out = small.generate(mem, mmask, max_len=5)
+    assert all(t in small.vocab_ids.tolist() for seq in out for t in seq)
+    loss = small.loss(tokens, torch.ones_like(tokens, dtype=torch.bool), mem, mmask)
+    assert torch.isfinite(loss)

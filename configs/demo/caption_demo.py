@@ -1,0 +1,72 @@
+# Video captioning on CPU in about a minute: the synthetic mp4s of the retrieval demo (one
+# coloured shape moving in one direction, written with opencv on first use), captioned by
+# what is drawn ("a red circle moves to the right", two phrasings = two references); a tiny
+# random CLIP image tower with Token Mixing in its last block (which trains) feeds its
+# per-frame patch tokens to a tiny random CoCa-style decoder (trained from scratch).
+#   python tools/test.py configs/demo/caption_demo.py none   # the untrained model
+#   python tools/train.py configs/demo/caption_demo.py
+_base_ = ['../_base_/default_runtime.py', '../_base_/schedules/adamw_cosine.py']
+
+data_root = 'data/demo_retrieval'  # the same generated set as the retrieval demo
+image_size = 32
+num_frames = 8
+context_length = 16
+generator = dict(num_train=120, num_val=24, duration=4.0, fps=4, size=(64, 64))
+tiny_clip = dict(
+    embed_dim=64,
+    vision_cfg=dict(image_size=image_size, patch_size=8, width=64, layers=2, head_width=32,
+                    mlp_ratio=2.0),
+    text_cfg=dict(context_length=context_length, vocab_size=49408, width=64, heads=2,
+                  layers=2, mlp_ratio=2.0))
+tiny_decoder = dict(width=64, heads=2, layers=2, vocab_size=49408,
+                    context_length=context_length, mlp_ratio=2.0)
+# The decoder predicts only the words of the demo's captions (see VideoTextDecoder
+# vocab_texts): a 49408-way output layer would dominate a CPU step.
+caption_words = ['a red green blue yellow magenta cyan circle square triangle moves slides '
+                 'rises falls to the from left right up top bottom']
+
+model = dict(
+    type='VideoCaptioner',
+    video_backbone=dict(type='CLIPVisionBackbone', model_cfg=tiny_clip, frozen=True,
+                        peft=[dict(type='TokenMixing', layers=(-1, ), alpha=0.8)]),
+    decoder=dict(type='VideoTextDecoder', model_cfg=tiny_decoder, frozen=False,
+                 max_frames=num_frames, vocab_texts=caption_words),
+    memory='patches',
+    generation=dict(max_len=12, beam_size=1),
+)
+
+train_pipeline = [
+    dict(type='LoadVideoFrames', num_frames=num_frames, sampling='random'),
+    dict(type='VideoResize', short_side=image_size),
+    dict(type='VideoCenterCrop', size=image_size),
+    dict(type='FormatVideo'),
+    dict(type='CLIPTokenize', key='captions', multi=True, context_length=context_length,
+         trim_padding=True),
+    dict(type='PackCaptionInputs'),
+]
+test_pipeline = [dict(t, sampling='uniform') if t['type'] == 'LoadVideoFrames' else t
+                 for t in train_pipeline]
+_loader = dict(num_workers=0, collate_fn=dict(type='mmvpeft.caption_collate'))
+train_dataloader = dict(
+    batch_size=24, sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='SyntheticRetrievalDataset', data_root=data_root, split='train',
+                 generator=generator, pipeline=train_pipeline), **_loader)
+val_dataloader = dict(
+    batch_size=24, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='SyntheticRetrievalDataset', data_root=data_root, split='val',
+                 generator=generator, pipeline=test_pipeline, test_mode=True), **_loader)
+test_dataloader = val_dataloader
+# METEOR (Java, ~20 s to start) is left out to keep the demo short; the real configs have it.
+val_evaluator = dict(type='CaptionMetric', scorers=('BLEU', 'ROUGE_L', 'CIDEr'))
+test_evaluator = val_evaluator
+
+max_epochs = 6
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs, eta_min=1e-5,
+         convert_to_iter_based=True),
+]
+optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.01))
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=max_epochs))
