@@ -31,9 +31,10 @@ SOT_TOKEN, EOT_TOKEN, PAD_TOKEN = 49406, 49407, 0
 
 
 def _build_coca_parts(model_name: str, pretrained: Optional[str]) -> dict:
-    """The text parts of an open_clip CoCa model (pretrained tag or local checkpoint).
+    """The text parts of an open_clip CoCa model (pretrained tag, local checkpoint, or
+    ``None``: random weights of that architecture).
 
-    Not exercised offline: CoCa weights come from the model hub or a downloaded file.
+    Loading weights is not exercised offline: they come from the model hub or a file.
     """
     import open_clip
     from open_clip.coca_model import CoCa
@@ -53,7 +54,7 @@ def _build_coca_parts(model_name: str, pretrained: Optional[str]) -> dict:
     return dict(token_embedding=text.token_embedding,
                 positional_embedding=text.positional_embedding,
                 text=text.transformer, text_ln=text.ln_final, decoder=model.text_decoder,
-                context_length=text.context_length)
+                context_length=min(text.context_length, model.text_decoder.context_length))
 
 
 @MODELS.register_module()
@@ -73,8 +74,9 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
 
     Args:
         model_name (str): open_clip CoCa name, used with ``pretrained``.
-        pretrained (str, optional): CoCa tag or local checkpoint; its text tower and
-            multimodal decoder are loaded (not testable offline).
+        pretrained (str, optional): CoCa tag (e.g. ``'laion2b_s13b_b90k'``) or local
+            checkpoint; its text tower and multimodal decoder are loaded (not testable
+            offline). ``None`` with no ``model_cfg``: that CoCa architecture, random.
         model_cfg (dict, optional): a random decoder: ``width``, ``heads``, ``layers``
             (multimodal layers), ``vocab_size`` (49408, the CLIP tokenizer's),
             ``context_length``, ``text_layers`` (unimodal layers, default 0),
@@ -107,9 +109,6 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
                  vocab_texts: Optional[Sequence[str]] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if model_cfg is None and pretrained is None:
-            raise ValueError('VideoTextDecoder needs model_cfg (a random decoder) or '
-                             'pretrained (a CoCa tag or checkpoint)')
         if model_cfg is not None:
             cfg = dict(model_cfg)
             unknown = set(cfg) - {'width', 'heads', 'layers', 'vocab_size', 'context_length',
