@@ -38,7 +38,10 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     python_requires='>=3.9',
     install_requires=install_requires,
-    extras_require={'tests': ['pytest>=8'],
+    extras_require={'tests': ['pytest>=8', 'pycocoevalcap>=1.2', 'rouge-score>=0.1.2'],
+                    # captioning / summarization metrics (coco-caption; METEOR and the PTB
+                    # tokenizer use Java when it is installed)
+                    'caption': ['pycocoevalcap>=1.2'],
                     # the optional web demo (tools/web_demo.py); not a core dependency
                     'demo': ['gradio>=4']},
     license='Apache-2.0',
