@@ -306,6 +306,28 @@ MUTATIONS: List[Mutation] = [
       'if keys[a][0] == keys[b][0] or', 'if False and keys[a][0] == keys[b][0] or',
       ('tests/models/tasks/test_video_text_retriever.py::test_pairs_of_one_video_or_one_'
        'caption_are_not_negatives', )),
+    # ---- captioning / summarization decoder
+    M('caption-loss-counts-padding', 'mmvpeft/models/decoders/video_text_decoder.py',
+      "target = self.to_index(tokens[:, 1:]).masked_fill(~token_mask[:, 1:].bool(), -100)",
+      'target = self.to_index(tokens[:, 1:])',
+      ('tests/models/decoders/test_video_text_decoder.py::test_loss_ignores_padding', )),
+    M('decoder-memory-mask-ignored', 'mmvpeft/models/decoders/video_text_decoder.py',
+      "cross = cross.masked_fill(~memory_mask.bool(), float('-inf'))", 'cross = cross',
+      ('tests/models/decoders/test_video_text_decoder.py::test_memory_padding_is_masked', )),
+    M('decoder-not-causal', 'mmvpeft/models/decoders/video_text_decoder.py',
+      'causal = self.decoder.attn_mask[:length, :length]',
+      'causal = torch.zeros_like(self.decoder.attn_mask[:length, :length])',
+      ('tests/models/decoders/test_video_text_decoder.py::test_read_in_decoder_is_causal', )),
+    M('beam-takes-any-eot', 'mmvpeft/models/decoders/generation.py',
+      '                    if rank < beam_size:\n', '                    if True:\n',
+      ('tests/models/decoders/test_video_text_decoder.py::test_beam_one_equals_greedy', )),
+    M('caption-metric-untokenized', 'mmvpeft/evaluation/functional/caption_metrics.py',
+      "    gts = tokenize({k: list(references[k]) for k in ids}, tokenizer)\n"
+      "    res = tokenize({k: [predictions[k]] for k in ids}, tokenizer)\n    out = {}",
+      "    gts = {k: list(references[k]) for k in ids}\n"
+      "    res = {k: [predictions[k]] for k in ids}\n    out = {}",
+      ('tests/evaluation/test_caption_metrics.py::test_without_java_meteor_is_skipped_with_'
+       'one_warning', )),
 ]
 
 
