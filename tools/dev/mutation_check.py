@@ -318,9 +318,11 @@ MUTATIONS: List[Mutation] = [
       'causal = self.decoder.attn_mask[:length, :length]',
       'causal = torch.zeros_like(self.decoder.attn_mask[:length, :length])',
       ('tests/models/decoders/test_video_text_decoder.py::test_read_in_decoder_is_causal', )),
-    M('beam-takes-any-eot', 'mmvpeft/models/decoders/generation.py',
-      '                    if rank < beam_size:\n', '                    if True:\n',
-      ('tests/models/decoders/test_video_text_decoder.py::test_beam_one_equals_greedy', )),
+    M('beam-search-keeps-one-beam', 'mmvpeft/models/decoders/generation.py',
+      '                    new.append((s, seq))\n',
+      '                    new.append((s, seq)) if not new else None\n',
+      ('tests/models/decoders/test_video_text_decoder.py::test_beam_search_beats_greedy_on_'
+       'sequence_score', )),
     M('caption-metric-untokenized', 'mmvpeft/evaluation/functional/caption_metrics.py',
       "    gts = tokenize({k: list(references[k]) for k in ids}, tokenizer)\n"
       "    res = tokenize({k: [predictions[k]] for k in ids}, tokenizer)\n    out = {}",

@@ -173,3 +173,16 @@ def test_restricted_vocabulary_maps_clip_ids_both_ways():
     assert all(t in small.vocab_ids.tolist() for seq in out for t in seq)
     loss = small.loss(tokens, torch.ones_like(tokens, dtype=torch.bool), mem, mmask)
     assert torch.isfinite(loss)
+
+
+def test_beam_one_ignores_an_eot_below_the_top_candidate():
+    """An EOT ranked second must not end beam 1's hypothesis (greedy continues)."""
+    def step(tokens, rows):
+        if tokens.shape[1] == 1:
+            p = torch.tensor([0.5, 0.1, 0.05, 0.35])  # EOT (3) is second
+        else:
+            p = torch.tensor([0.1, 0.1, 0.1, 0.7])
+        return p.log().expand(tokens.shape[0], -1)
+    start = torch.full((1, 1), 2)
+    assert greedy_search(step, start, 3, 5) == [[0]]
+    assert beam_search(step, start, 3, 5, beam_size=1) == [[0]]
