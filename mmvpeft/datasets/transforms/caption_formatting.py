@@ -3,7 +3,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import open_clip
-import torch
 from mmcv.transforms import BaseTransform
 
 from mmvpeft.registry import TRANSFORMS

@@ -139,7 +139,10 @@ def test_adapted_decoder_at_step0_equals_frozen(peft):
 
 
 def test_read_in_decoder_is_causal():
-    dec = make(peft=[dict(type='READ', layers=None, hidden_dim=8)], frozen=True)
+    # one unimodal (CoCa text-tower) block + two multimodal ones: READ in all three
+    dec = make(peft=[dict(type='READ', layers=None, hidden_dim=8)], frozen=True, text_layers=1)
+    assert len(dec.blocks()) == 3
+    assert sum('read_adapter.up.weight' in n for n, _ in dec.named_parameters()) == 3
     for n, p in dec.named_parameters():  # move READ off its zero init
         if 'read_adapter.up' in n:
             torch.nn.init.normal_(p, std=0.5)
