@@ -108,11 +108,23 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+def dump_metric_type(cfg: Config) -> str:
+    """The prediction writer of ``--dump``: ``cfg.dump_metric`` when the config sets one,
+    else the task model's ``dump_metric`` class attribute (``VideoQA``: ``QAAnswerDumper``),
+    else the moment_detr submission (``MomentSubmissionDumper``)."""
+    if cfg.get('dump_metric'):
+        return cfg.dump_metric
+    from mmvpeft.registry import MODELS
+    model_cls = MODELS.get(cfg.model.get('type', ''))
+    return getattr(model_cls, 'dump_metric', None) or 'MomentSubmissionDumper'
+
+
 def add_submission_dump(cfg: Config, out_file: str) -> None:
-    """Append a ``MomentSubmissionDumper`` to the test evaluator (JSON-lines submission)."""
+    """Append the task's prediction writer (:func:`dump_metric_type`) to the test
+    evaluator: a JSON-lines file of predictions."""
     if not out_file.endswith('.jsonl'):
         raise ValueError(f'--dump expects a .jsonl path, got {out_file}')
-    dumper = dict(type='MomentSubmissionDumper', out_file=out_file)
+    dumper = dict(type=dump_metric_type(cfg), out_file=out_file)
     evaluator = cfg.test_evaluator
     if isinstance(evaluator, (list, tuple)):
         cfg.test_evaluator = list(evaluator) + [dumper]

@@ -1,6 +1,8 @@
 from .collate import moment_collate, pad_sequences
 from .highlight_dataset import HighlightDataset
 from .moment_dataset import AnnotationError, MomentRetrievalDataset
+from .qa import (AnswerVocab, MSRVTTQADataset, SyntheticQADataset, VideoQADataset,
+                 build_answer_vocab)
 from .retrieval import (DiDeMoRetrievalDataset, MSRVTTRetrievalDataset, MSVDRetrievalDataset,
                         SyntheticRetrievalDataset, VideoTextRetrievalDataset)
 from .retrieval_collate import retrieval_collate
@@ -14,4 +16,6 @@ __all__ = ['HighlightDataset', 'moment_collate', 'pad_sequences', 'AnnotationErr
            'SyntheticMomentDataset', 'generate_synthetic_moments', 'generate_synthetic_videos',
            'split_annotations', 'SyntheticVideoMomentDataset', 'DiDeMoRetrievalDataset',
            'MSRVTTRetrievalDataset', 'MSVDRetrievalDataset', 'SyntheticRetrievalDataset',
-           'VideoTextRetrievalDataset', 'retrieval_collate', 'generate_synthetic_retrieval']
+           'VideoTextRetrievalDataset', 'retrieval_collate', 'generate_synthetic_retrieval',
+           'AnswerVocab', 'build_answer_vocab', 'VideoQADataset', 'MSRVTTQADataset',
+           'SyntheticQADataset']

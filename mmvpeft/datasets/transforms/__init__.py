@@ -3,6 +3,7 @@
 from .feature_loading import LoadClipFeatures, LoadTextFeatures
 from .formatting import PackMomentInputs
 from .frame_sampling import LoadFramesFromFolder, LoadVideoFrames
+from .qa_formatting import PackQAInputs
 from .retrieval_formatting import PackRetrievalInputs
 from .tokenize import CLIPTokenize
 from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoCenterCrop,
@@ -11,4 +12,4 @@ from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoC
 __all__ = ['LoadClipFeatures', 'LoadTextFeatures', 'PackMomentInputs', 'CLIPTokenize',
            'FormatVideo', 'LoadFrameFolder', 'LoadVideoClips', 'VideoCenterCrop',
            'VideoReadError', 'VideoResize', 'LoadFramesFromFolder', 'LoadVideoFrames',
-           'PackRetrievalInputs']
+           'PackRetrievalInputs', 'PackQAInputs']
