@@ -74,7 +74,7 @@ class VideoQA(VideoLanguageModel):
         self.use_question_embedding = use_question_embedding
         in_dim = self.fusion.dim + (self.text_backbone.embed_dim if use_question_embedding
                                     else 0)
-        head = dict(type='AnswerClassifierHead', **(head or {}))
+        head = dict(dict(type='AnswerClassifierHead'), **(head or {}))
         head.update(in_dim=in_dim, num_answers=len(self.vocab), vocab_digest=self.vocab.digest)
         self.head = MODELS.build(head)
         self.topk = max(1, min(int(topk), len(self.vocab)))
