@@ -19,9 +19,10 @@ def parse_args(argv=None):
                         'as built (pretrained backbones, untrained head): a reference point')
     parser.add_argument('--work-dir', help='folder for logs')
     parser.add_argument('--dump', metavar='FILE.jsonl',
-                        help='write predictions in the moment_detr / QVHighlights submission '
-                             'format (qid, query, vid, pred_relevant_windows, '
-                             'pred_saliency_scores)')
+                        help='write predictions as JSON lines in the task\'s format: '
+                             'grounding, the moment_detr / QVHighlights submission (qid, query, '
+                             'vid, pred_relevant_windows, pred_saliency_scores); video QA, qid, '
+                             'vid, question, pred_answer, answer')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     parser.add_argument('--allow-base-mismatch', action='store_true',

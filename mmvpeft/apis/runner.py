@@ -108,20 +108,27 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def add_submission_dump(cfg: Config, out_file: str) -> None:
-    """Append the task's prediction dumper to the test evaluator (JSON lines).
+def dump_metric_type(cfg: Config):
+    """The prediction writer of ``--dump``: ``cfg.dump_metric`` when the config sets one,
+    else the task model's ``dump_metric`` class attribute (``VideoQA``: ``QAAnswerDumper``,
+    ``VideoCaptioner``: ``PredictionDumper``), else the moment_detr submission
+    (``MomentSubmissionDumper``). Either a registered type name or a dict with ``type`` and
+    the writer's other arguments."""
+    if cfg.get('dump_metric'):
+        return cfg.dump_metric
+    from mmvpeft.registry import MODELS
+    model_type = cfg.model.get('type', '') if 'model' in cfg else ''
+    model_cls = MODELS.get(model_type) if isinstance(model_type, str) else model_type
+    return getattr(model_cls, 'dump_metric', None) or 'MomentSubmissionDumper'
 
-    The task model class names its dumper in ``prediction_dumper`` (e.g. ``VideoCaptioner``:
-    ``PredictionDumper``, captions / summaries); grounding models have none and get the
-    moment_detr submission (``MomentSubmissionDumper``).
-    """
+
+def add_submission_dump(cfg: Config, out_file: str) -> None:
+    """Append the task's prediction writer (:func:`dump_metric_type`) to the test
+    evaluator: a JSON-lines file of predictions."""
     if not out_file.endswith('.jsonl'):
         raise ValueError(f'--dump expects a .jsonl path, got {out_file}')
-    from mmvpeft.registry import MODELS
-    model_type = cfg.model.get('type') if 'model' in cfg else None
-    model_cls = MODELS.get(model_type) if isinstance(model_type, str) else model_type
-    dumper = dict(getattr(model_cls, 'prediction_dumper', None)
-                  or dict(type='MomentSubmissionDumper'), out_file=out_file)
+    writer = dump_metric_type(cfg)
+    dumper = dict(writer if isinstance(writer, dict) else dict(type=writer), out_file=out_file)
     evaluator = cfg.test_evaluator
     if isinstance(evaluator, (list, tuple)):
         cfg.test_evaluator = list(evaluator) + [dumper]

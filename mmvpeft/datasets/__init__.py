@@ -4,6 +4,8 @@ from .captioning import (How2SummarizationDataset, MSRVTTCaptionDataset,
 from .collate import moment_collate, pad_sequences
 from .highlight_dataset import HighlightDataset
 from .moment_dataset import AnnotationError, MomentRetrievalDataset
+from .qa import (AnswerVocab, MSRVTTQADataset, SyntheticQADataset, VideoQADataset,
+                 build_answer_vocab)
 from .retrieval import (DiDeMoRetrievalDataset, MSRVTTRetrievalDataset, MSVDRetrievalDataset,
                         SyntheticRetrievalDataset, VideoTextRetrievalDataset)
 from .retrieval_collate import retrieval_collate
@@ -17,6 +19,7 @@ __all__ = ['HighlightDataset', 'moment_collate', 'pad_sequences', 'AnnotationErr
            'SyntheticMomentDataset', 'generate_synthetic_moments', 'generate_synthetic_videos',
            'split_annotations', 'SyntheticVideoMomentDataset', 'DiDeMoRetrievalDataset',
            'MSRVTTRetrievalDataset', 'MSVDRetrievalDataset', 'SyntheticRetrievalDataset',
-           'VideoTextRetrievalDataset', 'retrieval_collate', 'generate_synthetic_retrieval', 'caption_collate',
-           'How2SummarizationDataset', 'MSRVTTCaptionDataset', 'SyntheticSummarizationDataset',
-           'VATEXCaptionDataset']
+           'VideoTextRetrievalDataset', 'retrieval_collate', 'generate_synthetic_retrieval',
+           'caption_collate', 'How2SummarizationDataset', 'MSRVTTCaptionDataset',
+           'SyntheticSummarizationDataset', 'VATEXCaptionDataset', 'AnswerVocab',
+           'build_answer_vocab', 'VideoQADataset', 'MSRVTTQADataset', 'SyntheticQADataset']

@@ -330,6 +330,34 @@ MUTATIONS: List[Mutation] = [
       "    res = {k: [predictions[k]] for k in ids}\n    out = {}",
       ('tests/evaluation/test_caption_metrics.py::test_without_java_meteor_is_skipped_with_'
        'one_warning', )),
+    # ---- video QA
+    M('qa-oov-counted-as-class-0', 'mmvpeft/models/heads/answer_head.py',
+      'return (per * valid).sum() / valid.sum().clamp(min=1)', 'return per.mean()',
+      ('tests/models/tasks/test_video_qa.py::test_loss_is_cross_entropy_over_in_vocabulary_'
+       'answers_only', )),
+    M('qa-answers-not-normalised', 'mmvpeft/evaluation/functional/qa_metrics.py',
+      'hits = [normalize_answer(p) == normalize_answer(a) for', 'hits = [p == a for',
+      ('tests/evaluation/test_qa_metrics.py::test_accuracy_hand_case_with_types_and_oov', )),
+    M('qa-vocab-ties-in-file-order', 'mmvpeft/datasets/qa/answer_vocab.py',
+      'key=lambda kv: (-kv[1], kv[0]))[:top_k]', 'key=lambda kv: -kv[1])[:top_k]',
+      ('tests/datasets/qa/test_msrvtt_qa_dataset.py::test_vocab_top_k_ties_broken_by_answer_'
+       'and_saved', )),
+    M('qa-test-oov-questions-dropped', 'mmvpeft/datasets/qa/base.py',
+      "if item['answer_label'] < 0 and self.drop_oov:", "if item['answer_label'] < 0:",
+      ('tests/datasets/qa/test_msrvtt_qa_dataset.py::test_msrvtt_qa_items_oov_dropped_in_'
+       'training_kept_in_test', )),
+    M('qa-padded-frames-pooled', 'mmvpeft/models/tasks/video_qa.py',
+      'feat = masked_mean(fused, vmask.bool())', 'feat = fused.mean(1)',
+      ('tests/models/tasks/test_video_qa.py::test_a_padded_question_and_video_equal_the_'
+       'sample_alone', )),
+    M('qa-vocab-digest-unchecked', 'mmvpeft/models/heads/answer_head.py',
+      "if key in state_dict and bool(self.vocab_digest.any()):",
+      "if False and key in state_dict:",
+      ('tests/models/tasks/test_video_qa.py::test_checkpoint_of_another_vocabulary_is_'
+       'refused', )),
+    M('qa-repeated-qids-counted', 'mmvpeft/evaluation/metrics/qa_accuracy_metric.py',
+      "unique.setdefault(str(r['qid']), r)", "unique[len(unique)] = r",
+      ('tests/evaluation/test_qa_metrics.py::test_metric_types_dedup_and_in_vocab', )),
 ]
 
 

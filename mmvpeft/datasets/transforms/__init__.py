@@ -4,6 +4,7 @@ from .caption_formatting import CLIPTokenizeChunks, PackCaptionInputs
 from .feature_loading import LoadClipFeatures, LoadTextFeatures
 from .formatting import PackMomentInputs
 from .frame_sampling import LoadFramesFromFolder, LoadVideoFrames
+from .qa_formatting import PackQAInputs
 from .retrieval_formatting import PackRetrievalInputs
 from .tokenize import CLIPTokenize
 from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoCenterCrop,
@@ -12,4 +13,4 @@ from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoC
 __all__ = ['LoadClipFeatures', 'LoadTextFeatures', 'PackMomentInputs', 'CLIPTokenize',
            'FormatVideo', 'LoadFrameFolder', 'LoadVideoClips', 'VideoCenterCrop',
            'VideoReadError', 'VideoResize', 'LoadFramesFromFolder', 'LoadVideoFrames',
-           'PackRetrievalInputs', 'CLIPTokenizeChunks', 'PackCaptionInputs']
+           'PackRetrievalInputs', 'CLIPTokenizeChunks', 'PackCaptionInputs', 'PackQAInputs']

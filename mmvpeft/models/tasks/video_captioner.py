@@ -61,7 +61,7 @@ class VideoCaptioner(VideoLanguageModel):
 
     MEMORY_MODES = ('patches', 'frames')
     # what ``tools/test.py --dump`` writes for this task
-    prediction_dumper = dict(type='PredictionDumper')
+    dump_metric = 'PredictionDumper'
 
     def __init__(self,
                  video_backbone: dict,
