@@ -4,6 +4,7 @@ import json
 import os.path as osp
 
 import numpy as np
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -101,3 +102,51 @@ def test_tokenmix_qa_trains_a_step_and_dumps_answers(tmp_path, load_tool):
     hits = [r['pred_answer'] == r['answer'] for r in lines]
     assert metrics['acc'] == sum(hits) / 3 * 100 and not hits[1]
     assert metrics['in_vocab'] == 200 / 3
+
+
+def test_qa_as_generation_trains_a_step_and_dumps_decoded_answers(tmp_path, load_tool):
+    """configs/tokenmix_msrvtt_qa_generation.py: the question is the decoder's context, the
+    answer its target; the same metric and dump as the classifier, no vocabulary."""
+    data = tmp_path / 'data'
+    write_msrvtt_qa(data)
+    tiny = dict(embed_dim=32, vision_cfg=dict(image_size=32, patch_size=16, width=32,
+                                              layers=2, head_width=16),
+                text_cfg=dict(context_length=16, width=32, heads=2, layers=1))
+    decoder = dict(width=32, heads=2, layers=2, vocab_size=49408, context_length=16)
+    pipeline = ("[dict(type='LoadVideoFrames', num_frames=4), "
+                "dict(type='VideoResize', short_side=32), dict(type='VideoCenterCrop', size=32),"
+                " dict(type='FormatVideo'), dict(type='CLIPTokenizeChunks', key='question', "
+                "context_length=16, max_chunks=1), dict(type='CLIPTokenize', key='answer', "
+                "context_length=8, trim_padding=True), dict(type='PackQAInputs')]")
+    loaders = '\n'.join(
+        f"{split}_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, "
+        f"dataset=dict(data_root={str(data)!r}, pipeline={pipeline}))"
+        for split in ('train', 'val', 'test'))
+    config = tmp_path / 'tiny_qa_generation.py'
+    config.write_text(
+        f"_base_ = [{osp.join(REPO_ROOT, 'configs', 'tokenmix_msrvtt_qa_generation.py')!r}]\n"
+        f"_tiny = {tiny!r}\n"
+        "model = dict(video_backbone=dict(model_cfg=_tiny, pretrained=None),\n"
+        "             text_backbone=dict(model_cfg=_tiny, pretrained=None),\n"
+        f"             decoder=dict(model_cfg={decoder!r}, pretrained=None, max_frames=4,\n"
+        "                          vocab_texts=['man dog cook unicycle']))\n"
+        f"{loaders}\n"
+        "train_cfg = dict(max_epochs=1)\n")
+    work = str(tmp_path / 'work')
+    torch.manual_seed(0)
+    load_tool('train').main([str(config), '--work-dir', work])
+    keys = set(torch.load(osp.join(work, 'epoch_1.pth'), map_location='cpu',
+                          weights_only=True)['state_dict'])
+    assert any('.resblocks.1.' in k for k in keys if k.startswith('video_backbone.'))
+    assert any('read_adapter' in k for k in keys if k.startswith('decoder.'))
+    assert not [k for k in keys if k.startswith('text_backbone.')]  # frozen, nothing trains
+    assert not (data / 'answer_vocab_top1500.json').exists()  # generation needs no vocabulary
+    answers = tmp_path / 'answers.jsonl'
+    metrics = load_tool('test').main([str(config), osp.join(work, 'epoch_1.pth'), '--work-dir',
+                                      work, '--dump', str(answers)])
+    lines = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert [(r['qid'], r['question'], r['answer']) for r in lines] == [
+        (200, 'who is it?', 'man'), (201, 'what is it?', 'unicycle'), (202, 'what runs?', 'dog')]
+    assert all(isinstance(r['pred_answer'], str) for r in lines)
+    hits = [r['pred_answer'] == r['answer'] for r in lines]
+    assert metrics['acc'] == pytest.approx(sum(hits) / 3 * 100)

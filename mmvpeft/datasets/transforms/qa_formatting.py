@@ -20,11 +20,15 @@ class PackQAInputs(BaseTransform):
     Required keys: ``imgs`` uint8 ``(T, K, 3, H, W)`` (``LoadVideoFrames`` +
     ``FormatVideo``; K frames per clip, usually 1) or ``video_feat (T, D)``;
     ``text_tokens (L,)`` and ``text_mask (L,)`` (``CLIPTokenize(key='question')``);
-    ``qid``, ``question``, ``answer``.
+    ``qid``, ``question``, ``answer``. For QA as generation the pipeline tokenises the
+    *answer* as ``text_tokens`` (the decoder's target) and the question as the context
+    (``CLIPTokenizeChunks(key='question')``: ``context_tokens`` / ``context_mask`` (C, L)),
+    which is packed too.
 
     Returns:
         dict: ``inputs`` with ``imgs`` (or ``video_feat``), ``text_tokens`` int64 and
-        ``text_mask`` bool (batch them with ``mmvpeft.moment_collate``); ``data_samples``
+        ``text_mask`` bool, and ``context_tokens`` / ``context_mask`` when present (batch
+        them with ``mmvpeft.moment_collate``); ``data_samples``
         a dict of the present ``meta_keys``.
 
     Args:
@@ -66,6 +70,12 @@ class PackQAInputs(BaseTransform):
             raise ValueError(f'text_tokens/text_mask must both be (L,), got '
                              f'{tuple(tokens.shape)} and {tuple(mask.shape)}{ident}')
         inputs['text_tokens'], inputs['text_mask'] = tokens.long(), mask.bool()
+        if 'context_tokens' in results:  # QA as generation: the question is the context
+            ctx, ctx_mask = _as_tensor(results['context_tokens']), _as_tensor(
+                results['context_mask'])
+            if ctx.ndim == 1:
+                ctx, ctx_mask = ctx[None], ctx_mask[None]
+            inputs['context_tokens'], inputs['context_mask'] = ctx.long(), ctx_mask.bool()
         for key in self.REQUIRED_META:
             if key not in results:
                 raise KeyError(f'PackQAInputs: missing "{key}"{ident}')

@@ -56,6 +56,9 @@ class VideoCaptioner(VideoLanguageModel):
         generation (dict): ``max_len`` (20), ``beam_size`` (1 = greedy),
             ``length_penalty`` (0).
         tokenizer (str): open_clip model whose tokenizer decodes generated ids.
+        pred_key (str): the data-sample key of the generated text: ``'pred_text'``
+            (captions, summaries; read by ``CaptionMetric``) or ``'pred_answer'`` (QA as
+            generation, read by ``QAAccuracyMetric`` and ``QAAnswerDumper``).
         pvla_loss, **kwargs: :class:`VideoLanguageModel` options.
     """
 
@@ -70,6 +73,7 @@ class VideoCaptioner(VideoLanguageModel):
                  memory: str = 'patches',
                  generation: Optional[dict] = None,
                  tokenizer: str = 'ViT-B-32',
+                 pred_key: str = 'pred_text',
                  pvla_loss: Optional[dict] = None,
                  **kwargs):
         if memory not in self.MEMORY_MODES:
@@ -95,6 +99,7 @@ class VideoCaptioner(VideoLanguageModel):
                                   f'generation max_len={self.generation["max_len"]} (plus the '
                                   'start token)')
         self.tokenizer_name = tokenizer
+        self.pred_key = pred_key
         self._tokenizer = None
 
     @property
@@ -168,14 +173,14 @@ class VideoCaptioner(VideoLanguageModel):
     def forward(self, inputs: dict, data_samples: Optional[List[dict]] = None,
                 mode: str = 'tensor'):
         """``mode``: ``'loss'`` (teacher forcing), ``'predict'`` (generation into the data
-        samples as ``pred_text``) or ``'tensor'`` (logits of ``text_tokens``)."""
+        samples as ``pred_key``) or ``'tensor'`` (logits of ``text_tokens``)."""
         if mode not in ('loss', 'predict', 'tensor'):
             raise ValueError(f'unknown mode {mode!r}; expected "loss", "predict" or "tensor"')
         enc = self.encode(inputs)
         if mode == 'predict':
             seqs = self.decoder.generate(enc['memory'], enc['memory_mask'], **self.generation)
             texts = decode_tokens(self.tokenizer, seqs)
-            return [dict(sample, pred_text=text, pred_tokens=seq)
+            return [dict(sample, **{self.pred_key: text}, pred_tokens=seq)
                     for sample, text, seq in zip(data_samples, texts, seqs)]
         tokens, mask = self._targets(inputs)
         if mode == 'tensor':
