@@ -90,6 +90,7 @@ def _walk_sites(cfg, ref, names, old, path='') -> Iterator[Tuple[object, object,
 
 
 def _propagate(cfg, ref, knob: str, old, new) -> List[str]:
+    cfg, ref = getattr(cfg, '_cfg_dict', cfg), getattr(ref, '_cfg_dict', ref)  # Config
     changed = []
     for container, key, where in list(_walk_sites(cfg, ref, KNOBS[knob], old)):
         container[key] = copy.deepcopy(new)
@@ -228,15 +229,30 @@ def scale_schedule_to_epochs(cfg: Config) -> Optional[Tuple[float, int]]:
     if not length or epochs == length:
         return None
     factor = epochs / length
+
+    def scaled(bound):
+        if bound >= length:
+            return epochs
+        # Proportional, but a warm-up keeps at least one epoch (at most half the run), so a
+        # very short run does not end up with a warm-up of zero iterations.
+        value = min(max(bound * factor, min(bound, 1)), epochs / 2) if bound > 0 else 0
+        return int(value) if float(value).is_integer() else value
+
+    kept = []
     for s in schedulers:
-        if not s.get('by_epoch', True):
-            continue
-        for key in ('begin', 'end'):
-            if isinstance(s.get(key), (int, float)) and s[key] < 1e8:
-                value = s[key] * factor
-                s[key] = int(value) if float(value).is_integer() else value
-        if any(isinstance(s.get(k), float) for k in ('begin', 'end')):
-            s['convert_to_iter_based'] = True
+        if s.get('by_epoch', True):
+            s = dict(s)
+            for key in ('begin', 'end'):
+                if isinstance(s.get(key), (int, float)) and s[key] < 1e8:
+                    s[key] = scaled(s[key])
+            if s.get('end', 1e9) <= s.get('begin', 0):
+                print_log(f'param_scheduler: dropped {s["type"]}, empty in a run of {epochs} '
+                          'epochs', logger='current')
+                continue
+            if any(isinstance(s.get(k), float) for k in ('begin', 'end')):
+                s['convert_to_iter_based'] = True
+        kept.append(s)
+    schedulers = kept
     cfg.param_scheduler = schedulers
     print_log(f'param_scheduler written for {length:g} epochs, train_cfg.max_epochs={epochs}: '
               f'scaled every phase by {factor:g} (set scale_schedule=False to keep it)',

@@ -10,6 +10,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmvpeft.utils.checkpoint import check_checkpoint_file
 from .config_checks import (apply_knob_options, check_hook_args, check_top_level_keys,
                             read_config, scale_schedule_to_epochs)
 
@@ -63,10 +64,10 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif resume:
-        if not osp.isfile(resume):
-            raise FileNotFoundError(f'--resume checkpoint not found: {resume}')
+        check_checkpoint_file(resume, '--resume checkpoint')
         cfg.resume, cfg.load_from = True, resume
     if load_from:
+        check_checkpoint_file(load_from)
         cfg.load_from = load_from
     if launcher != 'none' and not torch.cuda.is_available():
         setup_cpu_distributed(cfg)
