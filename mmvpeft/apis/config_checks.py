@@ -177,9 +177,9 @@ def check_hook_args(cfg: Config) -> None:
         TypeError: naming the hook key, the argument, and the closest valid one.
     """
     from mmengine.hooks import CheckpointHook
-    from mmengine.registry import HOOKS, init_default_scope
     from mmengine.runner import Runner
-    init_default_scope(cfg.get('default_scope', 'mmvpeft'))
+
+    from mmvpeft.registry import HOOKS  # mmvpeft's hooks, falling back to MMEngine's
     for where, hook in _hook_configs(cfg):
         cls = hook.get('type')
         if isinstance(cls, str):
@@ -197,7 +197,7 @@ def check_hook_args(cfg: Config) -> None:
                 close = difflib.get_close_matches(arg, sorted(accepted), n=1, cutoff=0.6)
                 hint = f'; did you mean "{close[0]}"?' if close else ''
                 raise TypeError(f'{where} ({cls.__name__}): unknown argument "{arg}"{hint} '
-                                f'Valid arguments: {sorted(accepted)}')
+                                f'(valid arguments: {sorted(accepted)})')
 
 
 def _schedule_length(schedulers: List[dict]) -> Optional[float]:

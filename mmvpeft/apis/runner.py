@@ -3,6 +3,7 @@ distributed setup and Runner construction, so the tools stay thin."""
 import copy
 import os
 import os.path as osp
+import sys
 import uuid
 from typing import Optional
 
@@ -36,6 +37,11 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
     """
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
+    # custom_imports finds a plugin module that sits next to the config (appended, so it
+    # never shadows an installed module).
+    folder = osp.dirname(osp.abspath(config))
+    if folder not in sys.path:
+        sys.path.append(folder)
     cfg = read_config(config)
     if cfg_options:
         before = copy.deepcopy(cfg)

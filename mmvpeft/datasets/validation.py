@@ -7,8 +7,8 @@ or scoring silently wrong.
 * :func:`check_feature_files`: reads the array headers of every video's (and query's)
   feature file once: a truncated file is an error naming it, a file whose width differs from
   the rest of its folder is an error naming it and the expected width, and videos whose
-  features cover less than their annotated duration give one warning with their count and
-  the worst ratio.
+  features cover less than their annotated duration (by more than one clip: the last clip
+  of a video is often cut) give one warning with their count and the worst ratio.
 """
 import math
 import os.path as osp

@@ -314,7 +314,9 @@ def test_highlight_annotations_nan_duration_and_duplicate_qid(tmp_path):
     init_default_scope('mmvpeft')
     for bad, problem in ((dict(good, qid=2, duration=float('nan')), r':2: "duration" must be '
                           r'a finite number > 0, got nan \(qid=2\)'),
-                         (dict(good, vid='b'), r':2: duplicate qid, first on line 1')):
+                         (dict(good, vid='b'), r':2: duplicate qid, first on line 1'),
+                         (dict(good, qid=3, label=[[1], [float('nan')]]),
+                          r':2: field "label" holds NaN or inf \(qid=3\)')):
         ann.write_text(json.dumps(good) + '\n' + json.dumps(bad) + '\n')
         cfg = load_config(READ_YOUTUBE, cfg_options={'data_root': str(root)})
         with pytest.raises(AnnotationError, match=re.escape(str(ann)) + problem):
@@ -376,6 +378,20 @@ def test_top_level_typo_fails_with_did_you_mean_and_helpers_are_allowed(tmp_path
     from mmvpeft.apis import load_config
     cfg.write_text(f'_base_ = [{DEMO!r}]\nmy_helper = 3\n_train_notes = "x"\n')
     assert load_config(str(cfg)).my_helper == 3  # user variables are not flagged
+
+
+def test_every_shipped_config_passes_the_checks():
+    """The helper-variable rule on real configs: none of their variables is flagged."""
+    import glob
+
+    from mmvpeft.apis.config_checks import check_hook_args, check_top_level_keys, read_config
+    configs = [p for p in glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'),
+                                    recursive=True) if '_base_' not in p]
+    assert len(configs) >= 12
+    for path in configs:
+        cfg = read_config(path)
+        check_top_level_keys(cfg, path)
+        check_hook_args(cfg)
 
 
 def test_hook_argument_typo_fails_before_training(tmp_path, load_tool):
