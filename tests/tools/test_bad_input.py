@@ -358,6 +358,18 @@ def test_feature_file_of_the_wrong_width_is_named_with_the_expected_shape(tmp_pa
         _build_train_set(root)
 
 
+def test_features_of_another_width_than_the_config_name_the_file_and_key(tmp_path, load_tool):
+    root = _qvh_copy(tmp_path, _records(), video_dim=10)  # every file 10 wide; config: 8
+    with pytest.raises(ValueError, match=r"video_feat is 10 wide \(qid=\d+, file "
+                       + re.escape(osp.join(str(root), 'clip_features')) + r".*model\.encoder"
+                       r"\.video_dim=8: expected \(T, 8\)"):
+        load_tool('train').main([QVH_FEATURES, '--work-dir', str(tmp_path / 'w'),
+                                 '--cfg-options', f'data_root={root}',
+                                 'model.encoder.video_dim=8', 'model.encoder.text_dim=6',
+                                 'train_dataloader.num_workers=0',
+                                 'val_dataloader.num_workers=0'])
+
+
 def test_truncated_npz_is_named(tmp_path):
     root = _qvh_copy(tmp_path, _records())
     bad = osp.join(str(root), 'clip_text_features', 'qid1.npz')
