@@ -7,9 +7,7 @@
 import argparse
 import os.path as osp
 
-from mmengine.config import DictAction
-
-from mmvpeft.apis import add_submission_dump, build_runner, destroy_distributed, load_config
+from mmvpeft.apis import CfgOptionsAction, add_submission_dump, build_runner, destroy_distributed, load_config
 
 
 def parse_args(argv=None):
@@ -22,8 +20,9 @@ def parse_args(argv=None):
                         help='write predictions as JSON lines in the task\'s format: '
                              'grounding, the moment_detr / QVHighlights submission (qid, query, '
                              'vid, pred_relevant_windows, pred_saliency_scores); video QA, qid, '
-                             'vid, question, pred_answer, answer')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                             'vid, question, pred_answer, answer; captioning / summarization, '
+                             'id, video, prediction, references')
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries')
     parser.add_argument('--allow-base-mismatch', action='store_true',
                         help='load a trainable-only checkpoint even if it was trained on other '

@@ -6,9 +6,7 @@
 """
 import argparse
 
-from mmengine.config import DictAction
-
-from mmvpeft.apis import build_runner, destroy_distributed, load_config
+from mmvpeft.apis import CfgOptionsAction, build_runner, destroy_distributed, load_config
 
 
 def parse_args(argv=None):
@@ -20,7 +18,7 @@ def parse_args(argv=None):
                              'when given without a value')
     parser.add_argument('--load-from', help='initialise weights from a checkpoint')
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries, e.g. train_cfg.max_epochs=5')
     parser.add_argument('--allow-base-mismatch', action='store_true',
                         help='load a trainable-only checkpoint even if it was trained on other '

@@ -9,6 +9,9 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 custom_hooks = [
+    # Stops at the first NaN/inf loss or gradient (naming the step, the term and the
+    # samples) and refuses to save a non-finite checkpoint.
+    dict(type='NonFiniteCheckHook'),
     # Logs trainable / total parameters per module group when training starts.
     dict(type='ParameterReportHook'),
     # Keeps checkpoints loadable with torch.load(weights_only=True) (resume, load_from).

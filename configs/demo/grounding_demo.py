@@ -19,8 +19,9 @@ model = dict(
 )
 
 pipeline = [
-    dict(type='LoadClipFeatures', feat_dirs=data_root + '/clip_features', clip_len=2.0),
-    dict(type='LoadTextFeatures', feat_dir=data_root + '/text_features'),
+    # Folders relative to the dataset's data_root, joined when the dataset is built.
+    dict(type='LoadClipFeatures', feat_dirs='clip_features', clip_len=2.0),
+    dict(type='LoadTextFeatures', feat_dir='text_features'),
     dict(type='PackMomentInputs'),
 ]
 # Shared by the loaders. The collate name is scoped: MMEngine's Runner looks collate

@@ -23,6 +23,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from mmvpeft.utils.checkpoint import replace_with_umask_mode
+
 VIDEO_EXTS = ('.mp4', '.avi', '.mkv', '.webm', '.mov')
 
 
@@ -31,7 +33,7 @@ def _save_npz(path: str, **arrays) -> None:
     os.close(fd)
     try:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        replace_with_umask_mode(tmp, path)  # mkstemp's 0600 would stick otherwise
     finally:
         if osp.exists(tmp):
             os.remove(tmp)

@@ -24,6 +24,7 @@ from mmengine.registry import init_default_scope
 from mmvpeft.datasets.collate import moment_collate
 from mmvpeft.registry import MODELS, TRANSFORMS
 from mmvpeft.utils.adapter_io import load_adapter, read_adapter
+from .config_checks import apply_knob_options, read_config
 
 _VIDEO_LOADERS = ('LoadVideoClips', 'LoadVideoFrames')
 
@@ -132,9 +133,12 @@ def init_grounder(config: Optional[Union[str, Config]] = None,
                              'stores one')
         cfg = Config.fromstring(read_adapter(checkpoint)[1]['config'], file_format='.py')
     else:
-        cfg = config if isinstance(config, Config) else Config.fromfile(config)
+        # Knobs of a child config (clip_pretrained, max_clips, ...) reach their fields.
+        cfg = config if isinstance(config, Config) else read_config(config)
     if cfg_options:
+        before = copy.deepcopy(cfg)
         cfg.merge_from_dict(cfg_options)
+        apply_knob_options(cfg, before, cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmvpeft'))
     model = MODELS.build(cfg.model)
     if checkpoint and checkpoint.endswith('.safetensors'):

@@ -1,13 +1,19 @@
 """Library side of ``tools/train.py`` and ``tools/test.py``: config handling, CPU-aware
 distributed setup and Runner construction, so the tools stay thin."""
+import copy
 import os
 import os.path as osp
+import sys
 import uuid
 from typing import Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
+
+from mmvpeft.utils.checkpoint import check_checkpoint_file
+from .config_checks import (apply_knob_options, check_hook_args, check_top_level_keys,
+                            read_config, scale_schedule_to_epochs)
 
 
 def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
@@ -18,7 +24,7 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
 
     Args:
         config: path of the config file.
-        work_dir: output folder; defaults to ``work_dirs/{config name}``.
+        work_dir: output folder; defaults to :func:`default_work_dir`.
         cfg_options: ``--cfg-options`` overrides (dotted keys).
         launcher: ``none``, ``pytorch`` (torchrun) or ``slurm``.
         amp: mixed precision (needs a CUDA device).
@@ -31,17 +37,27 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
     """
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
-    cfg = Config.fromfile(config)
+    # custom_imports finds a plugin module that sits next to the config (appended, so it
+    # never shadows an installed module).
+    folder = osp.dirname(osp.abspath(config))
+    if folder not in sys.path:
+        sys.path.append(folder)
+    cfg = read_config(config)
     if cfg_options:
+        before = copy.deepcopy(cfg)
         cfg.merge_from_dict(cfg_options)
+        apply_knob_options(cfg, before, cfg_options)
+    # Checked before anything is built, so a typo fails now and not after an epoch.
+    check_top_level_keys(cfg, config)
+    check_hook_args(cfg)
+    scale_schedule_to_epochs(cfg)
     cfg.launcher = launcher
     # Set only when asked, so model types without these arguments still build.
     if allow_base_mismatch:
         cfg.model.allow_base_mismatch = True
     if allow_partial_load:
         cfg.model.allow_partial_load = True
-    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(config))[0])
+    cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(config, launcher)
     # A unique name: MMEngine keys its logger by experiment_name, and two runners built in
     # the same second in one process would otherwise share (and close) one logger.
     cfg.experiment_name = f'{osp.splitext(osp.basename(config))[0]}_{uuid.uuid4().hex[:8]}'
@@ -54,14 +70,26 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif resume:
-        if not osp.isfile(resume):
-            raise FileNotFoundError(f'--resume checkpoint not found: {resume}')
+        check_checkpoint_file(resume, '--resume checkpoint')
         cfg.resume, cfg.load_from = True, resume
     if load_from:
+        check_checkpoint_file(load_from)
         cfg.load_from = load_from
     if launcher != 'none' and not torch.cuda.is_available():
         setup_cpu_distributed(cfg)
     return cfg
+
+
+def default_work_dir(config: str, launcher: str = 'none') -> str:
+    """``work_dirs/{config name}`` for one process, ``work_dirs/{config name}_{N}proc`` for
+    a launch of N > 1 processes (``WORLD_SIZE``, ``SLURM_NTASKS``), so a single- and a
+    multi-process run of the same config never share (and overwrite) ``last_checkpoint``."""
+    name = osp.splitext(osp.basename(config))[0]
+    if launcher != 'none':
+        world = int(os.environ.get('WORLD_SIZE') or os.environ.get('SLURM_NTASKS') or 1)
+        if world > 1:
+            name = f'{name}_{world}proc'
+    return osp.join('work_dirs', name)
 
 
 def setup_cpu_distributed(cfg: Config) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.jsonl import iter_jsonl
 from .moment_dataset import AnnotationError, MomentRetrievalDataset
+from .validation import check_duration, check_feature_files, check_query, check_unique_qid
 
 TEXT_SOURCES = ('domain', 'query', 'none')
 
@@ -90,13 +91,19 @@ class HighlightDataset(MomentRetrievalDataset):
         if not osp.isfile(ann_file):
             raise FileNotFoundError(f'annotation file not found: {ann_file} '
                                     f'(data_root={self.data_root!r})')
-        data_list = []
+        data_list, seen = [], {}
         for lineno, r in iter_jsonl(ann_file, AnnotationError):
             where = f'{ann_file}:{lineno}'
             for key in ('qid', 'vid', 'duration', 'label', 'domain'):
                 if r.get(key) is None:
                     raise AnnotationError(f'{where}: missing field "{key}" '
                                           f'(qid={r.get("qid")!r})')
+            # NaN / inf / non-positive duration and duplicate qids fail here, naming the line.
+            check_duration(r, ann_file, lineno, AnnotationError)
+            check_unique_qid(r, ann_file, lineno, seen, AnnotationError)
+            if self.text_source == 'query':
+                check_query(dict(r, query=r.get('query') or ''), ann_file, lineno,
+                            AnnotationError)
             if self.domains is not None and str(r['domain']) not in self.domains:
                 continue
             try:
@@ -105,6 +112,9 @@ class HighlightDataset(MomentRetrievalDataset):
                 raise AnnotationError(f'{where}: field "label" must be a (clips, annotators) '
                                       f'list of numbers (qid={r["qid"]!r})') from e
             labels = labels[:, None] if labels.ndim == 1 else labels
+            if not np.isfinite(labels).all():
+                raise AnnotationError(f'{where}: field "label" holds NaN or inf '
+                                      f'(qid={r["qid"]!r})')
             if labels.ndim != 2 or not labels.size or float(r['duration']) <= 0:
                 raise AnnotationError(f'{where}: field "label" must be a non-empty (clips, '
                                       f'annotators) list and duration > 0 '
@@ -136,4 +146,5 @@ class HighlightDataset(MomentRetrievalDataset):
         if not data_list:
             raise AnnotationError(f'{ann_file}: no usable video'
                                   + (f' in domains {self.domains}' if self.domains else ''))
+        check_feature_files(data_list, getattr(self.pipeline, 'transforms', []), ann_file)
         return data_list

@@ -15,6 +15,7 @@ from mmengine.dataset import BaseDataset
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.jsonl import iter_jsonl
 from .skip_corrupt import SkipCorruptMixin
+from .validation import check_feature_files, check_moment_record, window_warning
 
 
 def _join_root(data_root: Optional[str], path: Optional[str]) -> Optional[str]:
@@ -136,15 +137,16 @@ class MomentRetrievalDataset(SkipCorruptMixin, BaseDataset):
             raise FileNotFoundError(
                 f'annotation file not found: {ann_file} (set ann_file in the dataset config; '
                 'see README "Data layout")')
-        data_list, n_changed, n_dropped_win, dropped_queries = [], 0, 0, []
+        data_list, clipped, dropped_win, dropped_queries, seen = [], [], [], [], {}
         for lineno, record in iter_jsonl(ann_file, AnnotationError):
-            for key, types in (('qid', (int, str)), ('query', str), ('vid', str),
-                               ('duration', (int, float))):
+            if not isinstance(record, dict):
+                raise AnnotationError(f'{ann_file}:{lineno}: expected a JSON object per line')
+            for key, types in (('qid', (int, str)), ('query', str), ('vid', str)):
                 _check_field(record, key, types, ann_file, lineno)
+            # NaN / inf / reversed windows, NaN or missing duration, duplicate qid, blank
+            # query: errors naming file, line and qid (mmvpeft/datasets/validation.py).
+            check_moment_record(record, ann_file, lineno, seen, AnnotationError)
             duration = float(record['duration'])
-            if duration <= 0:
-                raise AnnotationError(f'{ann_file}:{lineno}: duration must be > 0, got '
-                                      f'{duration} (qid={record["qid"]!r})')
             raw = record.get('relevant_windows')
             if raw is None:
                 if self.require_windows:
@@ -160,8 +162,8 @@ class MomentRetrievalDataset(SkipCorruptMixin, BaseDataset):
                     raise AnnotationError(
                         f'{ann_file}:{lineno}: "relevant_windows" must be a list of '
                         f'[start, end] pairs (qid={record["qid"]!r})') from e
-                n_changed += changed
-                n_dropped_win += dropped
+                clipped += [record['qid']] * (changed - dropped)
+                dropped_win += [record['qid']] * dropped
                 if len(windows) == 0:
                     dropped_queries.append(record['qid'])
                     continue
@@ -179,13 +181,9 @@ class MomentRetrievalDataset(SkipCorruptMixin, BaseDataset):
             if self.frame_dir is not None:
                 info['frame_dir'] = osp.join(self.frame_dir, record['vid'])
             data_list.append(info)
-        if n_changed or dropped_queries:
-            msg = (f'{ann_file}: clipped {n_changed} window(s) to [0, duration]; '
-                   f'{n_dropped_win} window(s) lay fully outside their video')
-            if dropped_queries:
-                msg += (f'; dropped {len(dropped_queries)} query(ies) left without a window '
-                        f'(first qids: {dropped_queries[:5]})')
-            warnings.warn(msg)
+        if clipped or dropped_win:
+            warnings.warn(window_warning(ann_file, clipped, dropped_win, dropped_queries))
         if not data_list:
             raise AnnotationError(f'{ann_file}: no usable query')
+        check_feature_files(data_list, getattr(self.pipeline, 'transforms', []), ann_file)
         return data_list

@@ -5,23 +5,30 @@ each a "concept" vector present in the clips of its window. A query's text featu
 that concept's word vector among filler words, so finding the queried moment is learnable
 (match the word to its visual concept, then localise it) while a random window scores low.
 
-Files are written once under ``data_root`` (atomically, so several processes may race) in
-exactly the layout real data uses::
+Files are written once under ``data_root`` in exactly the layout real data uses::
 
     data_root/annotations_{train,val}.jsonl
     data_root/clip_features/{vid}.npz      ['features']          (T, video_dim)
     data_root/text_features/qid{qid}.npz   ['last_hidden_state'] (L, text_dim)
+    data_root/synthetic_moment_manifest.json   parameters and the files written
+
+Data safety (:mod:`~mmvpeft.datasets.synthetic_manifest`, the rule of every generator): only
+files listed in the generator's own manifest are ever deleted; a non-empty ``data_root``
+without it is refused with a ``FileExistsError`` naming the folder.
 """
 import json
 import os
 import os.path as osp
-import shutil
-import tempfile
 
 import numpy as np
+from mmengine.dist import barrier, get_dist_info
 
 from mmvpeft.registry import DATASETS
 from .moment_dataset import MomentRetrievalDataset
+from .synthetic_manifest import GeneratorManifest, savez_atomic
+
+MANIFEST_NAME = 'synthetic_moment_manifest.json'
+_GENERATOR = 'mmvpeft.datasets.synthetic_moment'
 
 _DEFAULTS = dict(
     num_train_videos=320, num_val_videos=80, num_concepts=12, video_dim=64, text_dim=48,
@@ -30,6 +37,7 @@ _DEFAULTS = dict(
 
 
 def _make_split(rng, num_videos, split, p, concept_v, concept_t, fillers, out):
+    """Draw one split; ``out`` collects ``{relative path: array or records}``."""
     records = []
     for v in range(num_videos):
         vid = f'{split}_{v:04d}'
@@ -60,24 +68,13 @@ def _make_split(rng, num_videos, split, p, concept_v, concept_t, fillers, out):
             ids = [i for i in range(start, start + length) if i < num_sal]
             edge = {ids[0], ids[-1]} if len(ids) > 2 else set()
             saliency = [[2, 2, 1] if i in edge else [4, 3, 2] for i in ids]
-            np.savez(osp.join(out, 'text_features', f'qid{qid}.npz'),
-                     last_hidden_state=text.astype(np.float32))
+            out[f'text_features/qid{qid}.npz'] = dict(last_hidden_state=text.astype(np.float32))
             records.append(dict(qid=qid, query=f'concept {int(c)} happens', vid=vid,
                                 duration=round(duration, 3),
                                 relevant_windows=[[round(s, 3), round(e, 3)]],
                                 relevant_clip_ids=ids, saliency_scores=saliency))
-        np.savez(osp.join(out, 'clip_features', f'{vid}.npz'), features=feat.astype(np.float32))
-    with open(osp.join(out, f'annotations_{split}.jsonl'), 'w') as f:
-        for r in records:
-            f.write(json.dumps(r) + '\n')
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ''
+        out[f'clip_features/{vid}.npz'] = dict(features=feat.astype(np.float32))
+    out[f'annotations_{split}.jsonl'] = records
 
 
 def generate_synthetic_moments(data_root: str, **params) -> str:
@@ -96,38 +93,33 @@ def generate_synthetic_moments(data_root: str, **params) -> str:
     p = {**_DEFAULTS, **params}
     p['events'], p['event_clips'] = list(p['events']), list(p['event_clips'])
     # format 2 adds QVHighlights-style saliency to the same features and windows
-    manifest = json.dumps(dict(p, format=2), sort_keys=True)
-    stamp = osp.join(data_root, 'manifest.json')
-    if _read(stamp) == manifest:
+    params = dict(p, format=2)
+    owner = GeneratorManifest(data_root, MANIFEST_NAME, _GENERATOR)
+    if owner.up_to_date(params):
         return data_root
-    parent = osp.dirname(osp.abspath(data_root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.synthetic_', dir=parent)
-    try:
-        os.makedirs(osp.join(tmp, 'clip_features'))
-        os.makedirs(osp.join(tmp, 'text_features'))
-        rng = np.random.default_rng(p['seed'])
-        # Concepts are unit vectors scaled to stand out of the noise; fillers carry no signal.
-        concept_v = rng.normal(size=(p['num_concepts'], p['video_dim']))
-        concept_v *= 1.5 / np.linalg.norm(concept_v, axis=1, keepdims=True) * np.sqrt(
-            p['video_dim']) * p['noise'] / 2
-        concept_t = rng.normal(size=(p['num_concepts'], p['text_dim']))
-        fillers = rng.normal(size=(p['num_fillers'], p['text_dim']))
-        _make_split(rng, p['num_train_videos'], 'train', p, concept_v, concept_t, fillers, tmp)
-        _make_split(rng, p['num_val_videos'], 'val', p, concept_v, concept_t, fillers, tmp)
-        with open(osp.join(tmp, 'manifest.json'), 'w') as f:
-            f.write(manifest)
-        if _read(stamp) == manifest:  # another process finished the same set meanwhile
-            return data_root
-        if osp.isdir(data_root):  # a stale set written with other parameters
-            shutil.rmtree(data_root, ignore_errors=True)
-        try:
-            os.rename(tmp, data_root)
-        except OSError:
-            if _read(stamp) != manifest:  # not a lost race to an identical writer
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    rng = np.random.default_rng(p['seed'])
+    # Concepts are unit vectors scaled to stand out of the noise; fillers carry no signal.
+    concept_v = rng.normal(size=(p['num_concepts'], p['video_dim']))
+    concept_v *= 1.5 / np.linalg.norm(concept_v, axis=1, keepdims=True) * np.sqrt(
+        p['video_dim']) * p['noise'] / 2
+    concept_t = rng.normal(size=(p['num_concepts'], p['text_dim']))
+    fillers = rng.normal(size=(p['num_fillers'], p['text_dim']))
+    files = {}  # drawn in memory first (a few MB), so the manifest lists them up front
+    _make_split(rng, p['num_train_videos'], 'train', p, concept_v, concept_t, fillers, files)
+    _make_split(rng, p['num_val_videos'], 'val', p, concept_v, concept_t, fillers, files)
+    owner.begin(params, sorted(files))
+    for sub in ('clip_features', 'text_features'):
+        os.makedirs(osp.join(data_root, sub), exist_ok=True)
+    for rel, content in files.items():
+        path = osp.join(data_root, rel)
+        if rel.endswith('.npz'):
+            savez_atomic(path, **content)
+        else:
+            with open(path + '.tmp', 'w') as f:
+                for r in content:
+                    f.write(json.dumps(r) + '\n')
+            os.replace(path + '.tmp', path)
+    owner.finish()
     return data_root
 
 
@@ -136,7 +128,8 @@ class SyntheticMomentDataset(MomentRetrievalDataset):
     """``MomentRetrievalDataset`` over the synthetic set, generated on first use.
 
     Args:
-        data_root: where the files are written (and read back by the pipeline).
+        data_root: where the files are written; relative ``ann_file`` and pipeline feature
+            folders (``clip_features``, ``text_features``) are joined to it.
         split: ``'train'`` or ``'val'``.
         generator: overrides of the generator parameters.
         **kwargs: passed to ``MomentRetrievalDataset`` (pipeline, test_mode, ...).
@@ -145,7 +138,13 @@ class SyntheticMomentDataset(MomentRetrievalDataset):
     def __init__(self, data_root: str, split: str = 'train', generator: dict = None, **kwargs):
         if split not in ('train', 'val'):
             raise ValueError(f'split must be "train" or "val", got {split!r}')
-        generate_synthetic_moments(data_root, **(generator or {}))
-        super().__init__(
-            ann_file=osp.join(data_root, f'annotations_{split}.jsonl'), **kwargs)
+        # One writer: rank 0 generates while the others wait (they then find it complete).
+        rank, world_size = get_dist_info()
+        if rank == 0:
+            generate_synthetic_moments(data_root, **(generator or {}))
+        if world_size > 1:
+            barrier()
+            if rank != 0:
+                generate_synthetic_moments(data_root, **(generator or {}))
+        super().__init__(ann_file=f'annotations_{split}.jsonl', data_root=data_root, **kwargs)
 

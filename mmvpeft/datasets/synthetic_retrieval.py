@@ -19,17 +19,17 @@ matches exactly one val video, and they are balanced: with the default 24 val vi
 colour appears 4 times, every direction 6 times and every shape 8 times. Training videos
 cycle over all 72 combinations in a seeded order.
 
-Data safety: the generator only ever deletes files that its own manifest lists (paths inside
-``root``). It refuses (``FileExistsError``) to write into a non-empty folder that has no
-manifest of its own, and never removes folders.
+Data safety: the rule of :mod:`~mmvpeft.datasets.synthetic_manifest`, shared by every
+generator: only files its own manifest lists are ever deleted, and a non-empty folder without
+that manifest is refused (``FileExistsError`` naming the folder).
 """
-import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
+from .synthetic_manifest import GeneratorManifest
 from .synthetic_video import COLORS, QUERY_TEMPLATES, SHAPES, _draw_shape, _write_jsonl, \
     _write_video
 
@@ -97,39 +97,6 @@ def _make_frames(rng: np.random.Generator, color: str, shape: str, direction: st
     return frames
 
 
-def _read_manifest(root: str) -> Optional[Dict]:
-    """Our manifest in ``root``, or None when there is none; raises if it is not ours."""
-    path = osp.join(root, MANIFEST_NAME)
-    if not osp.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise FileExistsError(f'{path} exists but is not a readable manifest ({e}); refusing '
-                              f'to touch {root}: remove it yourself or use another folder') from e
-    if not isinstance(manifest, dict) or manifest.get('generator') != _GENERATOR:
-        raise FileExistsError(f'{path} was not written by {_GENERATOR}; refusing to touch '
-                              f'{root}: use another folder')
-    return manifest
-
-
-def _owned_path(root: str, rel: str) -> str:
-    """``root/rel`` for a manifest entry, refusing any path that leaves ``root``."""
-    if not isinstance(rel, str) or osp.isabs(rel) or '..' in rel.replace('\\', '/').split('/'):
-        raise FileExistsError(f'{osp.join(root, MANIFEST_NAME)} lists {rel!r}, not a path '
-                              f'inside {root}; refusing to delete anything')
-    return osp.join(root, rel)
-
-
-def _write_manifest(root: str, manifest: Dict) -> None:
-    path = osp.join(root, MANIFEST_NAME)
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, path)
-
-
 def generate_synthetic_retrieval(root: str,
                                  num_train: int = 120,
                                  num_val: int = 24,
@@ -174,26 +141,9 @@ def generate_synthetic_retrieval(root: str,
     out = dict(train=osp.join(root, 'annotations_train.jsonl'),
                val=osp.join(root, 'annotations_val.jsonl'), video_dir=osp.join(root, 'videos'))
 
-    if osp.exists(root) and not osp.isdir(root):
-        raise NotADirectoryError(f'synthetic retrieval root {root} is a file')
-    old = _read_manifest(root) if osp.isdir(root) else None
-    if old is None:
-        if osp.isdir(root) and os.listdir(root):
-            raise FileExistsError(
-                f'{root} is not empty and has no {MANIFEST_NAME}, so its content was not '
-                'written by generate_synthetic_retrieval; refusing to write into it. Point '
-                'data_root at a new or empty folder.')
-    else:
-        files = [_owned_path(root, rel) for rel in old.get('files', [])]
-        if old.get('complete') and old.get('params') == params and all(
-                osp.isfile(p) for p in files):
-            return out
-        # Invalidate first, so a crash below leaves an incomplete manifest, then delete
-        # exactly the files we wrote before (never folders, never anything unlisted).
-        _write_manifest(root, dict(old, complete=False))
-        for path in files:
-            if osp.isfile(path):
-                os.remove(path)
+    owner = GeneratorManifest(root, MANIFEST_NAME, _GENERATOR)
+    if owner.up_to_date(params):
+        return out
 
     rng = np.random.default_rng(seed)
     combos = balanced_combos(rng)
@@ -203,9 +153,8 @@ def generate_synthetic_retrieval(root: str,
                for i in range(num_train)]
     rels = [f'videos/{vid}.mp4' for vid, _, _ in videos]
     rels += ['annotations_train.jsonl', 'annotations_val.jsonl']
-    manifest = dict(generator=_GENERATOR, params=params, files=rels, complete=False)
+    owner.begin(params, rels)
     os.makedirs(out['video_dir'], exist_ok=True)
-    _write_manifest(root, manifest)
 
     # One child stream per video: a video's pixels do not depend on the others.
     streams = np.random.SeedSequence([seed, 1]).spawn(len(videos))
@@ -219,5 +168,5 @@ def generate_synthetic_retrieval(root: str,
                                    direction=direction))
     _write_jsonl(out['train'], records['train'])
     _write_jsonl(out['val'], records['val'])
-    _write_manifest(root, dict(manifest, complete=True))
+    owner.finish()
     return out

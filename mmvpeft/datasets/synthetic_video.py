@@ -12,7 +12,11 @@ Layout written under ``root``::
     annotations.jsonl                {"qid", "query", "vid", "duration",
                                       "relevant_windows": [[start, end]]}
     annotations_{train,val}.jsonl    only with ``val_ratio > 0``; disjoint videos
-    synthetic_manifest.json          parameters of the last complete generation
+    synthetic_manifest.json          parameters and the files written
+
+Data safety (:mod:`~mmvpeft.datasets.synthetic_manifest`, the rule of every generator): only
+files listed in the generator's own manifest are ever deleted; a non-empty ``root`` without
+it is refused with a ``FileExistsError`` naming the folder.
 """
 import json
 import math
@@ -23,9 +27,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .synthetic_manifest import GeneratorManifest
+
 # Bump when the output for the same parameters changes, to invalidate old sets.
 _GENERATOR_VERSION = 1
 MANIFEST_NAME = 'synthetic_manifest.json'
+_GENERATOR = 'mmvpeft.datasets.synthetic_video'
 
 # RGB; each colour is high (>200) in some channels and low (<70) in the others,
 # so it is told apart from the gray background and from the other colours by
@@ -204,7 +211,8 @@ def generate_synthetic_videos(root: str,
     Deterministic: the same arguments give byte-identical annotation files. A
     manifest of the arguments is written last; a later call with the same
     arguments and all files present returns at once, with different arguments
-    it regenerates (removing videos of the previous set it no longer has).
+    it regenerates, deleting only the files its previous manifest lists. A non-empty
+    ``root`` without its manifest raises ``FileExistsError`` (nothing is touched).
 
     Args:
         root: Output folder (created if needed).
@@ -237,29 +245,15 @@ def generate_synthetic_videos(root: str,
     vids = [f'synth_{i:04d}' for i in range(num_videos)]
     video_dir = osp.join(root, 'videos')
     ann_file = osp.join(root, 'annotations.jsonl')
-    manifest_file = osp.join(root, MANIFEST_NAME)
     split_files = [osp.join(root, f'annotations_{s}.jsonl') for s in ('train', 'val')]
     expected = [ann_file] + [osp.join(video_dir, f'{v}.mp4') for v in vids] + \
         (split_files if val_ratio > 0 else [])
 
-    old = None
-    if osp.isfile(manifest_file):
-        with open(manifest_file) as f:
-            old = json.load(f)
-        if old.get('params') == params and all(osp.isfile(p) for p in expected):
-            return ann_file
-        # Invalidate first: a crash from here on must not leave a valid manifest.
-        os.remove(manifest_file)
-
+    owner = GeneratorManifest(root, MANIFEST_NAME, _GENERATOR)
+    if owner.up_to_date(params):
+        return ann_file
+    owner.begin(params, [osp.relpath(p, root) for p in expected])
     os.makedirs(video_dir, exist_ok=True)
-    for stale in set((old or {}).get('vids', [])) - set(vids):
-        path = osp.join(video_dir, f'{stale}.mp4')
-        if osp.isfile(path):
-            os.remove(path)
-    if val_ratio <= 0:
-        for path in split_files:
-            if osp.isfile(path):
-                os.remove(path)
 
     # One child stream per video: a video's content does not depend on others.
     streams = np.random.SeedSequence(seed).spawn(num_videos)
@@ -276,6 +270,5 @@ def generate_synthetic_videos(root: str,
     _write_jsonl(ann_file, records)
     if val_ratio > 0:
         split_annotations(ann_file, val_ratio, seed=seed, out_dir=root)
-    with open(manifest_file, 'w') as f:
-        json.dump(dict(params=params, vids=vids, num_queries=len(records)), f, indent=1)
+    owner.finish()
     return ann_file

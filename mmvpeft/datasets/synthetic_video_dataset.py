@@ -1,5 +1,5 @@
 """``MomentRetrievalDataset`` over synthetic mp4 videos (moving coloured shapes)."""
-import os.path as osp
+from mmengine.dist import barrier, get_dist_info
 
 from mmvpeft.registry import DATASETS
 from .moment_dataset import MomentRetrievalDataset
@@ -25,6 +25,14 @@ class SyntheticVideoMomentDataset(MomentRetrievalDataset):
     def __init__(self, data_root: str, split: str = 'train', generator: dict = None, **kwargs):
         if split not in ('train', 'val'):
             raise ValueError(f'split must be "train" or "val", got {split!r}')
-        generate_synthetic_videos(data_root, **{'val_ratio': 0.25, **(generator or {})})
-        super().__init__(ann_file=osp.join(data_root, f'annotations_{split}.jsonl'),
-                         video_dir=osp.join(data_root, 'videos'), **kwargs)
+        generator = {'val_ratio': 0.25, **(generator or {})}
+        # One writer: rank 0 generates while the others wait (they then find it complete).
+        rank, world_size = get_dist_info()
+        if rank == 0:
+            generate_synthetic_videos(data_root, **generator)
+        if world_size > 1:
+            barrier()
+            if rank != 0:
+                generate_synthetic_videos(data_root, **generator)
+        super().__init__(ann_file=f'annotations_{split}.jsonl', video_dir='videos',
+                         data_root=data_root, **kwargs)

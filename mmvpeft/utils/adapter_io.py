@@ -21,6 +21,8 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from .checkpoint import replace_with_umask_mode
+
 FORMAT = 'adapter-v1'
 
 
@@ -81,7 +83,7 @@ def save_adapter(model: nn.Module, path: str, cfg=None) -> str:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
+        replace_with_umask_mode(tmp, path)  # mkstemp's 0600 would stick otherwise
     finally:
         if osp.exists(tmp):
             os.remove(tmp)

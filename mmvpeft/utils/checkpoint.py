@@ -7,7 +7,8 @@
    exactly those types.
 2. MMEngine writes checkpoints with a plain ``open(path, 'wb')``: a crash mid-write leaves a
    truncated file under the final name, which ``--resume auto`` would then pick. Local writes
-   go through a temporary file and an atomic ``os.replace`` instead.
+   go through a temporary file and an atomic ``os.replace`` instead. The file then gets the
+   mode the umask gives any new file (``tempfile.mkstemp`` alone would leave it 0600).
 """
 import os
 import os.path as osp
@@ -41,6 +42,19 @@ def allow_mmengine_checkpoint_types() -> None:
     add([HistoryBuffer, ConfigDict, *_numpy_safe_globals()])
 
 
+def umask_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0o644 for 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def replace_with_umask_mode(tmp: str, path: str) -> None:
+    """``os.replace(tmp, path)`` after giving ``tmp`` the umask's mode (see above)."""
+    os.chmod(tmp, umask_file_mode())
+    os.replace(tmp, path)
+
+
 class AtomicLocalBackend(LocalBackend):
     """MMEngine's local file backend, writing through a temporary file + ``os.replace``."""
 
@@ -54,7 +68,7 @@ class AtomicLocalBackend(LocalBackend):
                 f.write(obj)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, filepath)
+            replace_with_umask_mode(tmp, filepath)
         except BaseException:
             if osp.exists(tmp):
                 os.remove(tmp)
@@ -68,3 +82,31 @@ def use_atomic_checkpoint_writes() -> None:
     """Make MMEngine's local backend (used by ``CheckpointHook``) write atomically."""
     # Plain paths resolve through the '' prefix, so it must be remapped too.
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+
+
+def check_checkpoint_file(path: str, what: str = 'checkpoint') -> None:
+    """Fail early, naming the file, on a checkpoint that cannot be a ``torch.save`` file.
+
+    ``torch.load`` of a zero-byte or truncated file raises a bare ``EOFError`` or a zip error
+    deep in the loader. A zero-byte file, or a zip archive (the ``torch.save`` format since
+    torch 1.6) whose directory at its end is missing, is reported here instead.
+
+    Raises:
+        FileNotFoundError: no such file. OSError: empty or truncated.
+    """
+    import zipfile
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    size = osp.getsize(path)
+    if size == 0:
+        raise OSError(f'{what} {path} is empty (0 bytes): an interrupted copy or download? '
+                      'Expected a torch.save file (a zip archive with the state dict)')
+    with open(path, 'rb') as f:
+        zip_magic = f.read(4) == b'PK\x03\x04'
+    if zip_magic:
+        try:
+            with zipfile.ZipFile(path):
+                pass
+        except zipfile.BadZipFile as e:
+            raise OSError(f'{what} {path} is truncated or corrupt ({size} bytes; {e}): '
+                          'copy or download it again') from e

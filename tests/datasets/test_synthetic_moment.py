@@ -20,9 +20,9 @@ def test_deterministic_and_idempotent(tmp_path):
     rec = _read(a, 'train')[0]
     np.testing.assert_array_equal(np.load(a / 'clip_features' / f'{rec["vid"]}.npz')['features'],
                                   np.load(b / 'clip_features' / f'{rec["vid"]}.npz')['features'])
-    stamp = (a / 'manifest.json').stat().st_mtime_ns
+    stamp = (a / 'synthetic_moment_manifest.json').stat().st_mtime_ns
     generate_synthetic_moments(str(a), **SMALL)  # same parameters: nothing rewritten
-    assert (a / 'manifest.json').stat().st_mtime_ns == stamp
+    assert (a / 'synthetic_moment_manifest.json').stat().st_mtime_ns == stamp
     generate_synthetic_moments(str(a), **dict(SMALL, seed=1))  # other parameters: regenerated
     assert _read(a, 'train') != _read(b, 'train')
 

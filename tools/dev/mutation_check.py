@@ -63,6 +63,7 @@ CONFIGS = 'tests/configs/test_configs.py'
 METRICS = 'tests/evaluation/test_moment_metrics.py'
 NMS = 'tests/ops/test_temporal_nms.py'
 DATA = 'tests/datasets/test_moment_dataset.py'
+BAD = 'tests/tools/test_bad_input.py'
 
 _READ = 'mmvpeft/models/peft/read.py'
 _INJECT = 'mmvpeft/models/peft/read.py'  # the frame/word layout handling of READ
@@ -237,6 +238,23 @@ MUTATIONS: List[Mutation] = [
     M('tools-ignore-allow-base-mismatch', 'mmvpeft/apis/runner.py',
       'cfg.model.allow_base_mismatch = True', 'pass',
       (f'{CONFIGS}::test_read_demo_trains_and_saves_adapter_only_checkpoints', )),
+    # ---- bad input (issue 9)
+    M('generator-writes-into-user-folder', 'mmvpeft/datasets/synthetic_manifest.py',
+      'if osp.isdir(self.root) and os.listdir(self.root):', 'if False:',
+      (f'{BAD}::test_generator_refuses_a_user_folder_and_changes_nothing', )),
+    M('non-finite-loss-unchecked', 'mmvpeft/engine/hooks/non_finite_check_hook.py',
+      'if not bad:\n            return', 'return',
+      (f'{BAD}::test_lr_1e10_stops_at_the_first_non_finite_loss_and_saves_nothing',
+       f'{BAD}::test_non_finite_loss_from_data_names_the_step_term_sample_and_file')),
+    M('schedule-ignores-max-epochs', 'mmvpeft/apis/config_checks.py',
+      'if not length or epochs == length:', 'if True:',
+      (f'{BAD}::test_short_run_ends_at_the_final_lr_of_its_schedule', )),
+    M('knob-not-applied', 'mmvpeft/apis/config_checks.py',
+      'container[key] = copy.deepcopy(new)', 'pass',
+      (f'{BAD}::test_data_root_from_cfg_options_and_from_a_child_config', )),
+    M('duplicate-qid-accepted', 'mmvpeft/datasets/validation.py',
+      "    if qid in seen:\n        _fail(", "    if False:\n        _fail(",
+      (f'{BAD}::test_duplicate_qid_is_reported_at_load_not_as_a_duplicate_prediction', )),
     # ---- metrics, NMS, data
     M('r1-threshold-exclusive', 'mmvpeft/evaluation/functional/moment_metrics.py',
       '(top1_iou[:, None] >= thr[None, :])', '(top1_iou[:, None] > thr[None, :])',

@@ -5,7 +5,8 @@ TaCoS, Charades-STA, QVHighlights). Text: ``{feat_dir}/qid{qid}.npz['last_hidden
 Several video sources (CLIP + SlowFast) are concatenated along the channel axis.
 """
 import os.path as osp
-from typing import Optional, Sequence, Union
+import zipfile
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -13,8 +14,9 @@ from mmcv.transforms import BaseTransform
 from mmvpeft.registry import TRANSFORMS
 
 
-def _load_array(stem: str, key: str, qid, vid) -> np.ndarray:
-    """Load ``stem.npz[key]`` or ``stem.npy``; errors name the file and the query."""
+def _load_array(stem: str, key: str, qid, vid) -> Tuple[np.ndarray, str]:
+    """Load ``stem.npz[key]`` or ``stem.npy``: ``(array, path)``; errors (missing, truncated,
+    NaN / inf values) name the file and the query."""
     for path in (stem + '.npz', stem + '.npy'):
         if osp.isfile(path):
             break
@@ -23,14 +25,23 @@ def _load_array(stem: str, key: str, qid, vid) -> np.ndarray:
                                 f'qid={qid!r} vid={vid!r}')
     try:
         if path.endswith('.npy'):
-            return np.load(path)
-        with np.load(path) as data:
-            if key not in data:
-                raise KeyError(f'feature file {path} (qid={qid!r}) has no key "{key}"; '
-                               f'keys: {list(data.keys())}')
-            return data[key]
-    except (OSError, ValueError) as e:
-        raise OSError(f'cannot read feature file {path} (qid={qid!r}): {e}') from e
+            array = np.load(path)
+        else:
+            with np.load(path) as data:
+                if key not in data:
+                    raise KeyError(f'feature file {path} (qid={qid!r}) has no key "{key}"; '
+                                   f'keys: {list(data.keys())}')
+                array = data[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        # A truncated or empty .npz raises BadZipFile / EOFError deep inside numpy.
+        raise OSError(f'cannot read feature file {path} (qid={qid!r}, vid={vid!r}): it is '
+                      f'truncated or not a numpy file ({type(e).__name__}: {e}); re-extract '
+                      'or re-download it') from e
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise ValueError(f'feature file {path} (qid={qid!r}, vid={vid!r}) holds {bad} NaN/inf '
+                         f'value(s) of {array.size}; re-extract it')
+    return array, path
 
 
 def _check_dir(path: str, what: str) -> None:
@@ -58,9 +69,17 @@ class LoadClipFeatures(BaseTransform):
         max_clips: if the video has more clips, evenly subsample them; ``clip_len_eff``
             records the seconds each kept row stands for.
         l2_normalize: L2-normalise each source per row (as moment_detr does).
+        dims: expected width of each source; None takes it from the dataset check at build
+            time (the width most of the folder's files have, see
+            :mod:`mmvpeft.datasets.validation`).
 
     Adds:
-        video_feat (T, D) float32, num_clips, clip_len, clip_len_eff.
+        video_feat (T, D) float32, video_feat_files (the files read), num_clips, clip_len,
+        clip_len_eff.
+
+    Raises:
+        OSError: a truncated / unreadable file; ValueError: NaN or inf values, or a width
+        other than ``dims`` (each naming the file).
     """
 
     def __init__(self,
@@ -68,7 +87,9 @@ class LoadClipFeatures(BaseTransform):
                  key: str = 'features',
                  clip_len: float = 2.0,
                  max_clips: Optional[int] = None,
-                 l2_normalize: bool = True):
+                 l2_normalize: bool = True,
+                 dims: Optional[Sequence[int]] = None):
+        self.dims = None if dims is None else [int(d) for d in dims]
         self.feat_dirs = [feat_dirs] if isinstance(feat_dirs, str) else list(feat_dirs)
         for d in self.feat_dirs:
             _check_dir(d, f'video feature (expects {{vid}}.npz with key "{key}", one row per '
@@ -79,13 +100,19 @@ class LoadClipFeatures(BaseTransform):
         self.l2_normalize = l2_normalize
 
     def transform(self, results: dict) -> dict:
-        feats = []
-        for d in self.feat_dirs:
-            f = _load_array(osp.join(d, results['vid']), self.key, results.get('qid'),
-                            results['vid']).astype(np.float32)
+        feats, files = [], []
+        for i, d in enumerate(self.feat_dirs):
+            f, path = _load_array(osp.join(d, results['vid']), self.key, results.get('qid'),
+                                  results['vid'])
+            f = f.astype(np.float32)
+            files.append(path)
             if f.ndim != 2 or len(f) == 0:
-                raise ValueError(f'video features of vid={results["vid"]!r} in {d} must be a '
-                                 f'non-empty (T, D) array, got shape {f.shape}')
+                raise ValueError(f'video features of vid={results["vid"]!r} in {path} must be '
+                                 f'a non-empty (T, D) array, got shape {f.shape}')
+            if self.dims is not None and f.shape[1] != self.dims[i]:
+                raise ValueError(f'feature file {path} (vid={results["vid"]!r}) is '
+                                 f'{f.shape[1]} wide, expected (T, {self.dims[i]}) like the '
+                                 f'other files of {d}')
             if self.l2_normalize:
                 f = f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-6)
             feats.append(f)
@@ -93,6 +120,7 @@ class LoadClipFeatures(BaseTransform):
         feat = np.concatenate([f[:num] for f in feats], axis=-1)
         keep = uniform_subsample(num, self.max_clips)
         results['video_feat'] = feat[keep]
+        results['video_feat_files'] = files
         results['num_clips'] = len(keep)
         results['clip_len'] = self.clip_len
         results['clip_len_eff'] = self.clip_len * num / len(keep)
@@ -116,7 +144,9 @@ class LoadTextFeatures(BaseTransform):
                  key: str = 'last_hidden_state',
                  prefix: str = 'qid',
                  max_len: int = 32,
-                 l2_normalize: bool = True):
+                 l2_normalize: bool = True,
+                 dim: Optional[int] = None):
+        self.dim = dim
         _check_dir(feat_dir, f'text feature (expects {prefix}{{qid}}.npz with key "{key}")')
         self.feat_dir = feat_dir
         self.key = key
@@ -126,13 +156,19 @@ class LoadTextFeatures(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         qid = results['qid']
-        f = _load_array(osp.join(self.feat_dir, f'{self.prefix}{qid}'), self.key, qid,
-                        results.get('vid')).astype(np.float32)
+        f, path = _load_array(osp.join(self.feat_dir, f'{self.prefix}{qid}'), self.key, qid,
+                              results.get('vid'))
+        f = f.astype(np.float32)
+        results['text_feat_file'] = path
         if f.ndim == 3 and f.shape[0] == 1:  # some releases keep a batch axis
             f = f[0]
         if f.ndim != 2 or len(f) == 0:
-            raise ValueError(f'text features of qid={qid!r} must be a non-empty (L, D) array, '
-                             f'got shape {f.shape}')
+            raise ValueError(f'text features of qid={qid!r} in {path} must be a non-empty '
+                             f'(L, D) array, got shape {f.shape}')
+        if self.dim is not None and f.shape[1] != self.dim:
+            raise ValueError(f'feature file {path} (qid={qid!r}) is {f.shape[1]} wide, '
+                             f'expected (L, {self.dim}) like the other files of '
+                             f'{self.feat_dir}')
         f = f[:self.max_len]
         if self.l2_normalize:
             f = f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-6)

@@ -21,7 +21,8 @@ class PackMomentInputs(BaseTransform):
 
     def __init__(self, meta_keys=('qid', 'query', 'vid', 'duration', 'gt_windows',
                                   'saliency_scores', 'relevant_clip_ids', 'video_path',
-                                  'clip_labels', 'label_windows', 'domain')):
+                                  'clip_labels', 'label_windows', 'domain', 'video_feat_files',
+                                  'text_feat_file')):
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:

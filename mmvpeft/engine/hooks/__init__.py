@@ -1,5 +1,6 @@
 from .adapter_export_hook import AdapterExportHook
+from .non_finite_check_hook import NonFiniteCheckHook, NonFiniteError
 from .param_report_hook import ParameterReportHook
 from .safe_checkpoint_hook import SafeCheckpointHook
 
-__all__ = ['AdapterExportHook', 'ParameterReportHook', 'SafeCheckpointHook']
+__all__ = ['AdapterExportHook', 'NonFiniteCheckHook', 'NonFiniteError', 'ParameterReportHook', 'SafeCheckpointHook']

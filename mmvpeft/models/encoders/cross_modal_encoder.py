@@ -123,6 +123,7 @@ class CrossModalEncoder(BaseModule):
                                  for _ in range(n))
 
         self.dim, self.fusion = dim, fusion
+        self.video_dim, self.text_dim = video_dim, text_dim
         self.video_proj, self.text_proj = proj(video_dim), proj(text_dim)
         self.text_layers = layers(num_text_layers, 'text')
         self.video_layers = layers(num_video_layers, 'video')

@@ -3,6 +3,7 @@ from typing import List, Optional, Tuple
 
 from mmvpeft.registry import MODELS
 from .base import VideoLanguageModel
+from .input_checks import check_feature_widths
 
 
 @MODELS.register_module()
@@ -65,6 +66,7 @@ class MomentRetriever(VideoLanguageModel):
     def forward(self, inputs: dict, data_samples: Optional[List[dict]] = None,
                 mode: str = 'tensor'):
         """MMEngine entry: ``mode`` is ``'loss'``, ``'predict'`` or ``'tensor'``."""
+        check_feature_widths(self.encoder, inputs, data_samples)
         enc = self.extract_feat(inputs)
         outputs = self.head(enc['feats'], enc['video_mask'])
         if mode == 'tensor':

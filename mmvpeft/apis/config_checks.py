@@ -1,0 +1,274 @@
+"""Config handling that fails before training, not after an epoch (used by ``load_config``).
+
+* :func:`read_config`: syntax errors name the config file (or the ``_base_`` file) and line.
+* :func:`apply_knobs`: a top-level knob (``data_root``, ``clip_pretrained``, ...) changed in
+  a child config or with ``--cfg-options`` reaches every field that used it.
+* :func:`check_top_level_keys`: a top-level key that is not a Runner key but close to one
+  (``trian_cfg``) is an error with a did-you-mean suggestion.
+* :func:`check_hook_args`: unknown hook arguments are errors at load time.
+* :func:`scale_schedule_to_epochs`: by-epoch LR schedules follow ``train_cfg.max_epochs``.
+"""
+import ast
+import copy
+import difflib
+import inspect
+import os.path as osp
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+
+# Knob -> the field names that use it. A knob changed in a child config or with
+# --cfg-options reaches every field of these names that still holds the knob's previous
+# value (and was not itself set explicitly): paths stay relative in the configs and are
+# joined to data_root by the datasets when they are built.
+KNOBS: Dict[str, Tuple[str, ...]] = {
+    'data_root': ('data_root', ),
+    'clip_pretrained': ('pretrained', ),
+    'clip_model_name': ('model_name', ),
+    'clip_model': ('model_name', ),
+    'max_clips': ('max_clips', ),
+    'clip_len': ('clip_len', ),
+    'max_epochs': ('max_epochs', ),
+}
+
+# What MMEngine's Runner reads (its constructor arguments), plus what Runner.from_cfg, the
+# tools and MMEngine's config machinery read. Other top-level keys are user variables.
+RUNNER_KEYS = (
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader',
+    'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler',
+    'val_evaluator', 'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor',
+    'load_from', 'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer',
+    'default_scope', 'randomness', 'experiment_name', 'model_wrapper_cfg', 'runner_type',
+    'custom_imports', 'compile', 'scale_schedule')
+
+
+def _check_syntax(path: str, seen: set) -> None:
+    path = osp.abspath(path)
+    if path in seen or not path.endswith('.py') or not osp.isfile(path):
+        return
+    seen.add(path)
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    try:
+        tree = ast.parse(text, filename=path)
+    except SyntaxError as e:
+        raise SyntaxError(f'config file {path}, line {e.lineno}: {e.msg}\n    '
+                          f'{(e.text or "").rstrip()}') from None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == '_base_'):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                return
+            for base in [bases] if isinstance(bases, str) else bases:
+                if '::' not in base:
+                    _check_syntax(osp.join(osp.dirname(path), base), seen)
+
+
+def _base_files(path: str) -> List[str]:
+    bases = Config._get_base_files(path)
+    return [osp.join(osp.dirname(path), b) for b in bases if '::' not in b]
+
+
+def _walk_sites(cfg, ref, names, old, path='') -> Iterator[Tuple[object, object, str]]:
+    """(container, key, dotted path) of fields named in ``names`` holding ``old`` in both
+    ``cfg`` and the reference ``ref`` (walked in parallel)."""
+    if isinstance(cfg, dict) and isinstance(ref, dict):
+        for k, v in cfg.items():
+            if k not in ref:
+                continue
+            sub = f'{path}.{k}' if path else str(k)
+            if k in names and path and v == old and ref[k] == old:
+                yield cfg, k, sub
+            else:
+                yield from _walk_sites(v, ref[k], names, old, sub)
+    elif isinstance(cfg, (list, tuple)) and isinstance(ref, (list, tuple)):
+        for i, (v, r) in enumerate(zip(cfg, ref)):
+            yield from _walk_sites(v, r, names, old, f'{path}.{i}')
+
+
+def _propagate(cfg, ref, knob: str, old, new) -> List[str]:
+    cfg, ref = getattr(cfg, '_cfg_dict', cfg), getattr(ref, '_cfg_dict', ref)  # Config
+    changed = []
+    for container, key, where in list(_walk_sites(cfg, ref, KNOBS[knob], old)):
+        container[key] = copy.deepcopy(new)
+        changed.append(where)
+    return changed
+
+
+def read_config(path: str) -> Config:
+    """``Config.fromfile`` with syntax errors that name the file and line, and knobs
+    changed in a child config applied to the fields of its ``_base_`` files that used them.
+    """
+    _check_syntax(path, set())
+    return _read_with_knobs(path)
+
+
+def _read_with_knobs(path: str) -> Config:
+    cfg = Config.fromfile(path)
+    for base in _base_files(path):
+        ref = _read_with_knobs(base)
+        for knob in KNOBS:
+            if knob in ref and knob in cfg and cfg[knob] != ref[knob]:
+                changed = _propagate(cfg, ref, knob, ref[knob], cfg[knob])
+                if changed:
+                    print_log(f'{osp.basename(path)} sets {knob}={cfg[knob]!r}: applied to '
+                              f'{", ".join(changed)}', logger='current')
+    return cfg
+
+
+def apply_knob_options(cfg: Config, before: Config, cfg_options: dict) -> None:
+    """Carry knobs set with ``--cfg-options`` (``data_root=...``) into the fields that used
+    their previous value; ``before`` is the config before the options were merged."""
+    for knob in KNOBS:
+        if knob in cfg_options and knob in before and before[knob] != cfg[knob]:
+            changed = _propagate(cfg, before, knob, before[knob], cfg[knob])
+            if changed:
+                print_log(f'--cfg-options {knob}={cfg[knob]!r}: applied to '
+                          f'{", ".join(changed)}', logger='current')
+
+
+def check_top_level_keys(cfg: Config, config: str) -> None:
+    """Flag top-level keys that look like a misspelt Runner key.
+
+    The rule: a top-level key that is not a Runner key is a user variable (``data_root``,
+    ``tiny_clip``, ...), unless it is within edit distance of a Runner key
+    (``difflib`` ratio >= 0.8: ``trian_cfg``, ``optim_wraper``, ``param_schedulers``), which
+    is almost always a typo that MMEngine would silently ignore. Names starting with ``_``
+    are always helpers.
+
+    Raises:
+        KeyError: naming the key, the config file and the suggestion.
+    """
+    for key in cfg.keys():
+        if key in RUNNER_KEYS or key in KNOBS or key.startswith('_'):
+            continue
+        close = difflib.get_close_matches(key, RUNNER_KEYS, n=1, cutoff=0.8)
+        if close:
+            raise KeyError(f'{config}: unknown top-level key "{key}"; did you mean '
+                           f'"{close[0]}"? (MMEngine would ignore "{key}" and use the '
+                           f'default {close[0]}; rename a helper variable to start with "_")')
+
+
+def _hook_configs(cfg: Config) -> Iterator[Tuple[str, dict]]:
+    for name, hook in (cfg.get('default_hooks') or {}).items():
+        if isinstance(hook, dict):
+            yield f'default_hooks.{name}', hook
+    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+        if isinstance(hook, dict):
+            yield f'custom_hooks.{i}', hook
+
+
+def _signature_keys(fn) -> Tuple[set, bool]:
+    params = inspect.signature(fn).parameters.values()
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names - {'self'}, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def check_hook_args(cfg: Config) -> None:
+    """Every hook argument must be one its class takes, checked against its signature when
+    the config is loaded. MMEngine's ``CheckpointHook`` takes ``**kwargs`` and passes them to
+    ``Runner.save_checkpoint`` at the first save (after an epoch): they are checked against
+    that signature too.
+
+    Raises:
+        TypeError: naming the hook key, the argument, and the closest valid one.
+    """
+    from mmengine.hooks import CheckpointHook
+    from mmengine.runner import Runner
+
+    from mmvpeft.registry import HOOKS  # mmvpeft's hooks, falling back to MMEngine's
+    for where, hook in _hook_configs(cfg):
+        cls = hook.get('type')
+        if isinstance(cls, str):
+            cls = HOOKS.get(cls)
+        if not inspect.isclass(cls):
+            continue  # an unknown type is reported by the registry, naming it
+        accepted, var_kw = _signature_keys(cls.__init__)
+        if issubclass(cls, CheckpointHook):
+            saved, _ = _signature_keys(Runner.save_checkpoint)
+            accepted, var_kw = accepted | saved, False
+        if var_kw:
+            continue
+        for arg in hook:
+            if arg != 'type' and arg not in accepted and arg != 'priority':
+                close = difflib.get_close_matches(arg, sorted(accepted), n=1, cutoff=0.6)
+                hint = f'; did you mean "{close[0]}"?' if close else ''
+                raise TypeError(f'{where} ({cls.__name__}): unknown argument "{arg}"{hint} '
+                                f'(valid arguments: {sorted(accepted)})')
+
+
+def _schedule_length(schedulers: List[dict]) -> Optional[float]:
+    ends = [s.get('end') for s in schedulers if s.get('by_epoch', True)]
+    ends = [e for e in ends if isinstance(e, (int, float)) and e < 1e8]
+    return max(ends) if ends else None
+
+
+def scale_schedule_to_epochs(cfg: Config) -> Optional[Tuple[float, int]]:
+    """Stretch or shrink by-epoch ``param_scheduler`` phases to ``train_cfg.max_epochs``.
+
+    A schedule is written for a length L (the largest ``end`` of its by-epoch phases, e.g. 40
+    for warm-up [0, 2] + cosine [2, 40]). When the run has N != L epochs (``--cfg-options
+    train_cfg.max_epochs=N``, or a child config changing only the epochs), every by-epoch
+    ``begin`` / ``end`` is multiplied by N / L, so the warm-up keeps its share and the decay
+    ends at the run's last epoch, at the schedule's final LR. Fractional epochs need
+    ``convert_to_iter_based=True`` (set when the scaled bounds are not whole). Set
+    ``scale_schedule=False`` at the top level to keep the schedule as written.
+
+    Returns:
+        ``(L, N)`` when the schedule was rescaled, else None.
+    """
+    train_cfg = cfg.get('train_cfg') or {}
+    schedulers = cfg.get('param_scheduler')
+    if not cfg.get('scale_schedule', True) or not schedulers or 'max_epochs' not in train_cfg:
+        return None
+    schedulers = [schedulers] if isinstance(schedulers, dict) else list(schedulers)
+    length, epochs = _schedule_length(schedulers), train_cfg['max_epochs']
+    if not length or epochs == length:
+        return None
+    factor = epochs / length
+
+    def scaled(bound):
+        if bound >= length:
+            return epochs
+        # Proportional, but a warm-up keeps at least one epoch (at most half the run), so a
+        # very short run does not end up with a warm-up of zero iterations.
+        value = min(max(bound * factor, min(bound, 1)), epochs / 2) if bound > 0 else 0
+        return int(value) if float(value).is_integer() else value
+
+    kept = []
+    for s in schedulers:
+        if s.get('by_epoch', True):
+            s = dict(s)
+            for key in ('begin', 'end'):
+                if isinstance(s.get(key), (int, float)) and s[key] < 1e8:
+                    s[key] = scaled(s[key])
+            if s.get('end', 1e9) <= s.get('begin', 0):
+                print_log(f'param_scheduler: dropped {s["type"]}, empty in a run of {epochs} '
+                          'epochs', logger='current')
+                continue
+            if any(isinstance(s.get(k), float) for k in ('begin', 'end')):
+                s['convert_to_iter_based'] = True
+        kept.append(s)
+    schedulers = kept
+    cfg.param_scheduler = schedulers
+    print_log(f'param_scheduler written for {length:g} epochs, train_cfg.max_epochs={epochs}: '
+              f'scaled every phase by {factor:g} (set scale_schedule=False to keep it)',
+              logger='current')
+    return length, epochs
+
+
+class CfgOptionsAction(DictAction):
+    """MMEngine's ``DictAction`` that says which ``--cfg-options`` item is not
+    ``KEY=VALUE`` (MMEngine's own fails with "not enough values to unpack")."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for kv in values:
+            key = kv.split('=', 1)[0]
+            if '=' not in kv or not key.strip():
+                parser.error(f'{option_string or "--cfg-options"}: {kv!r} is not KEY=VALUE '
+                             '(e.g. train_cfg.max_epochs=5 or data_root=/data/tacos; '
+                             'lists as key=[a,b])')
+        super().__call__(parser, namespace, values, option_string)

@@ -1,0 +1,583 @@
+"""Bad input, divergence and misconfiguration through the real entry points (issue 9).
+
+Every case goes through ``tools/train.py`` / ``tools/test.py`` (``main(argv)`` in-process, or
+a subprocess where the exit code, stderr or a clean interpreter matter) or through a dataset
+built from a config, and asserts the error type, that the message names the file / line /
+qid / step / key, and that no user file was changed or deleted. Nothing here runs from the
+repo root: every test runs in its own temporary folder outside the repo.
+"""
+import hashlib
+import json
+import math
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'grounding_demo.py')
+READ_DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'read_demo.py')
+QVH_FEATURES = osp.join(REPO_ROOT, 'configs', 'grounding_qvhighlights_features.py')
+READ_TACOS = osp.join(REPO_ROOT, 'configs', 'read_tacos.py')
+READ_YOUTUBE = osp.join(REPO_ROOT, 'configs', 'read_youtube.py')
+
+SMALL = ('generator.num_train_videos=4', 'generator.num_val_videos=2')
+
+
+@pytest.fixture(autouse=True)
+def _outside_repo(tmp_path, monkeypatch):
+    """Every test runs from a temporary folder, so nothing depends on (or writes into) the
+    repo root."""
+    monkeypatch.chdir(tmp_path)
+
+
+def _opts(data_root, epochs=2, extra=()):
+    """Tiny grounding-demo options (no validation during training): data_root is the one
+    data knob, no per-loader paths."""
+    opts = [f'data_root={data_root}', 'train_dataloader.batch_size=4',
+            f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=100',
+            'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.save_best=None',
+            'default_hooks.logger.interval=1', 'val_evaluator.0.chance_draws=1',
+            'val_evaluator.1.chance_draws=1']
+    for split in ('train', 'val', 'test'):
+        opts += [f'{split}_dataloader.dataset.{o}' for o in SMALL]
+    return ['--cfg-options', *opts, *extra]
+
+
+def _snapshot(folder):
+    """{relative path: sha256} of every file under ``folder``."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = osp.join(root, name)
+            with open(path, 'rb') as f:
+                out[osp.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def _written(work_dir):
+    return sorted(n for n in os.listdir(work_dir)
+                  if n.endswith(('.pth', '.safetensors')) or n == 'last_checkpoint') \
+        if osp.isdir(work_dir) else []
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, load_tool):
+    """One tiny 2-epoch grounding-demo run shared by the checkpoint cases, trained under
+    umask 027 (checkpoints must follow it)."""
+    root = tmp_path_factory.mktemp('trained')
+    data, work = str(root / 'data'), str(root / 'work')
+    old_cwd, old_mask = os.getcwd(), os.umask(0o027)
+    try:
+        os.chdir(root)
+        load_tool('train').main([DEMO, '--work-dir', work, *_opts(data)])
+    finally:
+        os.umask(old_mask)
+        os.chdir(old_cwd)
+    return dict(data=data, work=work, ckpt=osp.join(work, 'epoch_2.pth'))
+
+
+# ---------------------------------------------------------------- data loss
+
+@pytest.mark.parametrize('config', [DEMO, READ_DEMO])
+def test_generator_refuses_a_user_folder_and_changes_nothing(config, tmp_path, load_tool):
+    user = tmp_path / 'my_dataset'
+    (user / 'clip_features').mkdir(parents=True)
+    (user / 'notes.txt').write_text('my own annotations')
+    (user / 'clip_features' / 'v1.npz').write_bytes(b'precious')
+    before = _snapshot(user)
+    with pytest.raises(FileExistsError, match=re.escape(str(user))):
+        load_tool('train').main([config, '--work-dir', str(tmp_path / 'w'),
+                                 '--cfg-options', f'data_root={user}'])
+    assert _snapshot(user) == before
+
+
+def test_regeneration_deletes_only_files_of_its_own_manifest(tmp_path):
+    from mmvpeft.datasets import generate_synthetic_moments
+    root = tmp_path / 'demo'
+    generate_synthetic_moments(str(root), num_train_videos=4, num_val_videos=2)
+    (root / 'clip_features' / 'mine.npz').write_bytes(b'user file')
+    (root / 'README_mine.txt').write_text('kept')
+    generate_synthetic_moments(str(root), num_train_videos=3, num_val_videos=2, seed=1)
+    assert (root / 'clip_features' / 'mine.npz').read_bytes() == b'user file'
+    assert (root / 'README_mine.txt').read_text() == 'kept'
+    vids = {json.loads(line)['vid'] for line in open(root / 'annotations_train.jsonl')}
+    assert vids == {f'train_{i:04d}' for i in range(3)}
+    assert not (root / 'clip_features' / 'train_0003.npz').exists()  # its own stale file
+
+
+# ---------------------------------------------------------------- non-finite training
+
+def test_lr_1e10_stops_at_the_first_non_finite_loss_and_saves_nothing(tmp_path, load_tool):
+    from mmvpeft.engine.hooks import NonFiniteError
+    work = str(tmp_path / 'w')
+    with pytest.raises(NonFiniteError) as e:
+        load_tool('train').main([DEMO, '--work-dir', work, *_opts(
+            str(tmp_path / 'data'), extra=('optim_wrapper.optimizer.lr=1e10',
+                                           'optim_wrapper.clip_grad=None'))])
+    msg = str(e.value)
+    # Step 1 is finite and its update blows the weights up: step 2's loss is the first NaN.
+    assert re.search(r'non-finite loss at training step 2 \(epoch 1\): loss_\w+ = (nan|inf)',
+                     msg), msg
+    assert 'the model diverged (learning rate' in msg and "Batch qids ['" in msg, msg
+    assert _written(work) == []  # no checkpoint, no adapter file
+
+
+def _qvh_copy(tmp_path, records, video_dim=8, text_dim=6, clips=None, nan_vid=None):
+    """A user's copy of QVHighlights-feature-layout data in tmp_path/qvh."""
+    root = tmp_path / 'qvh'
+    for sub in ('annotations', 'clip_features', 'clip_text_features'):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for r in records:
+        duration = r.get('duration')
+        n = (clips or {}).get(r['vid'], int(math.ceil(duration / 2)) if isinstance(
+            duration, float) and math.isfinite(duration) else 5)
+        feat = rng.normal(size=(n, video_dim)).astype(np.float32)
+        if r['vid'] == nan_vid:
+            feat[1, 2] = np.nan
+        np.savez(root / 'clip_features' / f'{r["vid"]}.npz', features=feat)
+        np.savez(root / 'clip_text_features' / f'qid{r["qid"]}.npz',
+                 last_hidden_state=rng.normal(size=(3, text_dim)).astype(np.float32))
+    for split in ('train', 'val', 'test'):
+        with open(root / 'annotations' / f'highlight_{split}_release.jsonl', 'w') as f:
+            for r in records:
+                f.write(json.dumps(r) + '\n')
+    return root
+
+
+def _records(n=4, duration=10.0):
+    return [dict(qid=i, query=f'query {i}', vid=f'v{i}', duration=duration,
+                 relevant_windows=[[2.0, 6.0]]) for i in range(n)]
+
+
+def test_nan_in_one_feature_file_is_named_before_any_step(tmp_path, load_tool):
+    root = _qvh_copy(tmp_path, _records(), nan_vid='v2')
+    before = _snapshot(root)
+    work = str(tmp_path / 'w')
+    with pytest.raises(ValueError, match=re.escape(osp.join(str(root), 'clip_features',
+                                                            'v2.npz')) + r'.*NaN/inf'):
+        load_tool('train').main([QVH_FEATURES, '--work-dir', work, '--cfg-options',
+                                 f'data_root={root}', 'model.encoder.video_dim=8',
+                                 'model.encoder.text_dim=6', 'train_dataloader.batch_size=2',
+                                 'train_dataloader.num_workers=0',
+                                 'val_dataloader.num_workers=0'])
+    assert _written(work) == [] and _snapshot(root) == before
+
+
+def _hook_on_demo_model():
+    """The demo's model with a NonFiniteCheckHook attached as a Runner would attach it."""
+    from types import SimpleNamespace
+
+    from mmengine.registry import init_default_scope
+
+    from mmvpeft.apis import load_config
+    from mmvpeft.engine.hooks import NonFiniteCheckHook
+    from mmvpeft.registry import MODELS
+    init_default_scope('mmvpeft')
+    model = MODELS.build(load_config(DEMO).model).train()
+    hook = NonFiniteCheckHook()
+    runner = SimpleNamespace(model=model, iter=6, epoch=1,
+                             optim_wrapper=SimpleNamespace(get_lr=lambda: {'lr': [1e-3]}))
+    hook.before_train(runner)
+    return model, hook, runner
+
+
+def _batch(nan_sample=None):
+    g = torch.Generator().manual_seed(0)
+    inputs = dict(video_feat=torch.randn(2, 5, 64, generator=g),
+                  video_mask=torch.ones(2, 5, dtype=torch.bool),
+                  text_feat=torch.randn(2, 3, 48, generator=g),
+                  text_mask=torch.ones(2, 3, dtype=torch.bool))
+    if nan_sample is not None:
+        inputs['video_feat'][nan_sample, 1, 0] = float('nan')
+    samples = [dict(qid=f'q{i}', vid=f'v{i}', duration=10.0, clip_len=2.0, num_clips=5,
+                    gt_windows=np.array([[2.0, 6.0]], np.float32),
+                    video_feat_files=[f'/data/clip_features/v{i}.npz']) for i in range(2)]
+    return inputs, samples
+
+
+def test_non_finite_loss_from_data_names_the_step_term_sample_and_file():
+    from mmvpeft.engine.hooks import NonFiniteError
+    model, hook, runner = _hook_on_demo_model()
+    inputs, samples = _batch(nan_sample=1)
+    hook.before_train_iter(runner, 0, dict(inputs=inputs, data_samples=samples))
+    with pytest.raises(NonFiniteError) as e:
+        model(inputs, samples, mode='loss')
+    msg = str(e.value)
+    assert 'training step 7 (epoch 2)' in msg and re.search(r'loss_\w+ = nan', msg), msg
+    assert "video_feat of qid='q1' (/data/clip_features/v1.npz)" in msg and "'q0' (" not in msg
+
+
+def test_non_finite_gradient_stops_before_the_optimizer_step():
+    from mmvpeft.engine.hooks import NonFiniteError
+    model, hook, runner = _hook_on_demo_model()
+    inputs, samples = _batch()
+    hook.before_train_iter(runner, 0, dict(inputs=inputs, data_samples=samples))
+    losses = model(inputs, samples, mode='loss')  # finite
+    weight = model.head.cls_head[-1].weight if hasattr(model.head, 'cls_head') else next(
+        p for p in model.parameters() if p.requires_grad)
+    before = weight.detach().clone()
+    # sqrt at 0 is finite, its derivative is not: a finite loss with an inf gradient.
+    loss = sum(losses.values()) + torch.sqrt((weight - weight.detach()).abs().sum())
+    with pytest.raises(NonFiniteError, match=r'non-finite gradient of \S+ at training step 7'):
+        loss.backward()
+    assert torch.equal(weight.detach(), before)
+
+
+def test_non_finite_weights_are_never_saved():
+    from mmvpeft.engine.hooks import NonFiniteError
+    model, hook, runner = _hook_on_demo_model()
+    state = model.state_dict()
+    key = next(iter(state))
+    state[key] = state[key].clone().fill_(float('inf'))
+    with pytest.raises(NonFiniteError, match=re.escape(key)):
+        hook.before_save_checkpoint(runner, dict(state_dict=state))
+
+
+# ---------------------------------------------------------------- annotations
+
+def _build_train_set(root, extra=()):
+    from mmengine.registry import init_default_scope
+
+    from mmvpeft.apis import load_config
+    from mmvpeft.registry import DATASETS
+    cfg = load_config(QVH_FEATURES, cfg_options=dict([f'data_root={root}'.split('=', 1)]
+                                                     + [o.split('=', 1) for o in extra]))
+    init_default_scope('mmvpeft')
+    return DATASETS.build(cfg.train_dataloader.dataset)
+
+
+@pytest.mark.parametrize('field,value,problem', [
+    ('relevant_windows', [[float('nan'), 4.0]], r'window 0 \[nan, 4.0\] is not finite'),
+    ('relevant_windows', [[1.0, float('inf')]], r'window 0 \[1.0, inf\] is not finite'),
+    ('relevant_windows', [[6.0, 2.0]], r'window 0 \[6.0, 2.0\] is reversed'),
+    ('duration', float('nan'), r'"duration" must be a finite number > 0, got nan'),
+    ('duration', None, r'missing field "duration"'),
+    ('query', '   ', r'empty or blank "query"'),
+    ('query', '', r'empty or blank "query"'),
+])
+def test_bad_annotation_names_file_line_qid_and_problem(field, value, problem, tmp_path):
+    from mmvpeft.datasets import AnnotationError
+    records = _records()
+    _qvh_copy(tmp_path, records)
+    if value is None:
+        del records[2][field]
+    else:
+        records[2][field] = value
+    root = _qvh_copy(tmp_path, records)
+    before = _snapshot(root)
+    ann = osp.join(str(root), 'annotations', 'highlight_train_release.jsonl')
+    with pytest.raises(AnnotationError, match=re.escape(f'{ann}:3: ') + problem
+                       + r'.*\(qid=2\)'):
+        _build_train_set(root)
+    assert _snapshot(root) == before
+
+
+def test_duplicate_qid_is_reported_at_load_not_as_a_duplicate_prediction(tmp_path):
+    from mmvpeft.datasets import AnnotationError
+    records = _records()
+    records[3]['qid'] = 1
+    root = _qvh_copy(tmp_path, records)
+    with pytest.raises(AnnotationError, match=r'highlight_train_release.jsonl:4: duplicate '
+                                              r'qid, first on line 2 \(qid=1\)'):
+        _build_train_set(root)
+
+
+def test_window_outside_the_video_is_clipped_and_said_so(tmp_path):
+    records = _records()
+    records[0]['relevant_windows'] = [[8.0, 14.0]]   # runs past the end: clipped to 10
+    records[1]['relevant_windows'] = [[12.0, 14.0]]  # after the end: dropped with its query
+    root = _qvh_copy(tmp_path, records)
+    with pytest.warns(UserWarning, match=r'1 window\(s\) extended outside \[0, duration\].*'
+                                         r'clipped.*qids: \[0\].*1 window\(s\) lay entirely '
+                                         r'outside.*\[1\].*1 query\(ies\).*dropped'):
+        ds = _build_train_set(root)
+    assert [ds.get_data_info(i)['qid'] for i in range(len(ds))] == [0, 2, 3]
+    np.testing.assert_allclose(ds.get_data_info(0)['gt_windows'], [[8.0, 10.0]])
+
+
+def test_highlight_annotations_nan_duration_and_duplicate_qid(tmp_path):
+    from mmengine.registry import init_default_scope
+
+    from mmvpeft.apis import load_config
+    from mmvpeft.datasets import AnnotationError
+    from mmvpeft.registry import DATASETS
+    root = tmp_path / 'yt'
+    (root / 'annotations').mkdir(parents=True)
+    (root / 'videos').mkdir()
+    ann = root / 'annotations' / 'youtube_highlight_train_release.jsonl'
+    good = dict(qid=1, vid='a', duration=8.0, domain='dog', query='dog', label=[[1], [0]])
+    init_default_scope('mmvpeft')
+    for bad, problem in ((dict(good, qid=2, duration=float('nan')), r':2: "duration" must be '
+                          r'a finite number > 0, got nan \(qid=2\)'),
+                         (dict(good, vid='b'), r':2: duplicate qid, first on line 1'),
+                         (dict(good, qid=3, label=[[1], [float('nan')]]),
+                          r':2: field "label" holds NaN or inf \(qid=3\)')):
+        ann.write_text(json.dumps(good) + '\n' + json.dumps(bad) + '\n')
+        cfg = load_config(READ_YOUTUBE, cfg_options={'data_root': str(root)})
+        with pytest.raises(AnnotationError, match=re.escape(str(ann)) + problem):
+            DATASETS.build(cfg.train_dataloader.dataset)
+
+
+def test_retrieval_blank_caption_names_file_and_vid(tmp_path):
+    from mmvpeft.datasets import AnnotationError
+    from mmvpeft.registry import DATASETS
+    ann = tmp_path / 'ann.jsonl'
+    ann.write_text(json.dumps(dict(vid='v0', captions=['a dog runs', '  '], video='v0.mp4'))
+                   + '\n')
+    with pytest.raises(AnnotationError, match=re.escape(str(ann)) + r':1.*v0'):
+        DATASETS.build(dict(type='VideoTextRetrievalDataset', ann_file=str(ann),
+                            data_root=str(tmp_path), video_dir='.', check_files=False))
+
+
+# ---------------------------------------------------------------- feature files
+
+def test_features_shorter_than_the_duration_warn_once_with_count_and_worst_ratio(tmp_path):
+    records = _records(4, duration=20.0)   # 10 clips of 2 s each expected
+    root = _qvh_copy(tmp_path, records, clips={'v1': 4, 'v3': 7})
+    with pytest.warns(UserWarning) as record:
+        _build_train_set(root)
+    msgs = [str(w.message) for w in record if 'cover less than' in str(w.message)]
+    assert len(msgs) == 1, msgs
+    assert "2 of 4 video(s)" in msgs[0] and "vid='v1', 4 rows x 2 s = 8 s of 20 s" in msgs[0] \
+        and 'ratio 0.40' in msgs[0]
+
+
+def test_feature_file_of_the_wrong_width_is_named_with_the_expected_shape(tmp_path):
+    root = _qvh_copy(tmp_path, _records())
+    bad = osp.join(str(root), 'clip_features', 'v3.npz')
+    np.savez(bad, features=np.zeros((5, 9), np.float32))
+    with pytest.raises(ValueError, match=re.escape(bad) + r' is 9 wide, expected video '
+                                                          r'feature width 8'):
+        _build_train_set(root)
+
+
+def test_features_of_another_width_than_the_config_name_the_file_and_key(tmp_path, load_tool):
+    root = _qvh_copy(tmp_path, _records(), video_dim=10)  # every file 10 wide; config: 8
+    with pytest.raises(ValueError, match=r"video_feat is 10 wide \(qid=\d+, file "
+                       + re.escape(osp.join(str(root), 'clip_features')) + r".*model\.encoder"
+                       r"\.video_dim=8: expected \(T, 8\)"):
+        load_tool('train').main([QVH_FEATURES, '--work-dir', str(tmp_path / 'w'),
+                                 '--cfg-options', f'data_root={root}',
+                                 'model.encoder.video_dim=8', 'model.encoder.text_dim=6',
+                                 'train_dataloader.num_workers=0',
+                                 'val_dataloader.num_workers=0'])
+
+
+def test_truncated_npz_is_named(tmp_path):
+    root = _qvh_copy(tmp_path, _records())
+    bad = osp.join(str(root), 'clip_text_features', 'qid1.npz')
+    with open(bad, 'rb') as f:
+        head = f.read(40)
+    with open(bad, 'wb') as f:
+        f.write(head)
+    with pytest.raises(OSError, match=re.escape(bad) + r" \(qid=1\): it is truncated"):
+        _build_train_set(root)
+
+
+# ---------------------------------------------------------------- configs
+
+def test_top_level_typo_fails_with_did_you_mean_and_helpers_are_allowed(tmp_path, load_tool):
+    cfg = tmp_path / 'my_config.py'
+    cfg.write_text(f'_base_ = [{DEMO!r}]\ntrian_cfg = dict(max_epochs=1)\n')
+    with pytest.raises(KeyError, match=r'my_config.py: unknown top-level key "trian_cfg"; did '
+                                       r'you mean "train_cfg"'):
+        load_tool('train').main([str(cfg), '--work-dir', str(tmp_path / 'w')])
+    from mmvpeft.apis import load_config
+    cfg.write_text(f'_base_ = [{DEMO!r}]\nmy_helper = 3\n_train_notes = "x"\n')
+    assert load_config(str(cfg)).my_helper == 3  # user variables are not flagged
+
+
+def test_every_shipped_config_passes_the_checks():
+    """The helper-variable rule on real configs: none of their variables is flagged."""
+    import glob
+
+    from mmvpeft.apis.config_checks import check_hook_args, check_top_level_keys, read_config
+    configs = [p for p in glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'),
+                                    recursive=True) if '_base_' not in p]
+    assert len(configs) >= 12
+    for path in configs:
+        cfg = read_config(path)
+        check_top_level_keys(cfg, path)
+        check_hook_args(cfg)
+
+
+def test_hook_argument_typo_fails_before_training(tmp_path, load_tool):
+    work = tmp_path / 'w'
+    with pytest.raises(TypeError, match=r'default_hooks.checkpoint \(CheckpointHook\): unknown '
+                                        r'argument "save_bset"; did you mean "save_best"'):
+        load_tool('train').main([DEMO, '--work-dir', str(work), *_opts(
+            str(tmp_path / 'data'), extra=('default_hooks.checkpoint.save_bset=mIoU', ))])
+    assert not work.exists() and not (tmp_path / 'data').exists()  # nothing ran
+
+
+def test_short_run_ends_at_the_final_lr_of_its_schedule(trained):
+    """train_cfg.max_epochs=2 of a 40-epoch schedule: warm-up [0, 1], cosine [1, 2]; the last
+    step trains at the cosine's last value (it reaches eta_min at the end)."""
+    ckpt = torch.load(trained['ckpt'], map_location='cpu', weights_only=True)
+    lr = ckpt['optimizer']['param_groups'][0]['lr']
+    iters = ckpt['meta']['iter'] // 2  # iterations per epoch = the cosine's length
+    peak, eta_min = 1e-3, 1e-6
+    expected = eta_min + (peak - eta_min) * (1 + math.cos(math.pi * (iters - 1) / iters)) / 2
+    assert lr == pytest.approx(expected, rel=1e-9) and lr < 0.3 * peak
+    from mmvpeft.apis import load_config
+    kept = load_config(DEMO, cfg_options={'train_cfg.max_epochs': 2, 'scale_schedule': False})
+    assert [s['end'] for s in kept.param_scheduler] == [2, 40]  # would end at peak LR
+
+
+# ---------------------------------------------------------------- knobs
+
+def _build(cfg_dict):
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmvpeft')
+    from mmvpeft.registry import DATASETS, MODELS, TRANSFORMS
+    return DATASETS, MODELS, TRANSFORMS
+
+
+def test_data_root_from_cfg_options_and_from_a_child_config(tmp_path):
+    from mmvpeft.apis import load_config
+    root = _qvh_copy(tmp_path, _records())
+    ds = _build_train_set(root)
+    assert ds.ann_file == osp.join(str(root), 'annotations', 'highlight_train_release.jsonl')
+    assert ds.pipeline.transforms[0].feat_dirs == [osp.join(str(root), 'clip_features')]
+    child = tmp_path / 'mine.py'
+    child.write_text(f'_base_ = [{QVH_FEATURES!r}]\ndata_root = {str(root)!r}\n')
+    DATASETS, _, _ = _build(None)
+    ds = DATASETS.build(load_config(str(child)).val_dataloader.dataset)
+    assert ds.ann_file == osp.join(str(root), 'annotations', 'highlight_val_release.jsonl')
+    assert ds.pipeline.transforms[1].feat_dir == osp.join(str(root), 'clip_text_features')
+
+
+@pytest.fixture
+def tiny_open_clip(tmp_path):
+    """A 4-block open_clip model name (READ sits in the last 4 blocks) and a file of its
+    weights, for the clip_model_name / clip_pretrained knobs of read_tacos.py."""
+    import open_clip
+    cfg = dict(embed_dim=32, vision_cfg=dict(image_size=32, patch_size=16, width=32, layers=4,
+                                             head_width=16),
+               text_cfg=dict(context_length=16, width=32, heads=2, layers=4))
+    path = tmp_path / 'mmvpeft-bad-input-tiny.json'
+    path.write_text(json.dumps(cfg))
+    open_clip.add_model_config(str(path))
+    torch.manual_seed(1)
+    weights = tmp_path / 'tiny.pt'
+    torch.save(open_clip.create_model('mmvpeft-bad-input-tiny').state_dict(), weights)
+    return 'mmvpeft-bad-input-tiny', str(weights)
+
+
+def test_clip_model_name_and_clip_pretrained_change_the_built_towers(tiny_open_clip, tmp_path):
+    import open_clip
+
+    from mmvpeft.apis import load_config
+    name, weights = tiny_open_clip
+    _, MODELS, _ = _build(None)
+    cfg = load_config(READ_TACOS, cfg_options={'clip_model_name': name,
+                                               'clip_pretrained': weights})
+    tower = MODELS.build(cfg.model.video_backbone)
+    ref = torch.load(weights, weights_only=True)
+    got = {k: v for k, v in tower.state_dict().items() if 'conv1' in k}
+    assert got and all(torch.equal(v, ref['visual.conv1.weight']) for v in got.values())
+    assert open_clip.get_model_config(name)['vision_cfg']['width'] == 32
+    # The same knobs set in a child config of read_tacos.py.
+    child = tmp_path / 'mine.py'
+    child.write_text(f'_base_ = [{READ_TACOS!r}]\nclip_model_name = {name!r}\n'
+                     f'clip_pretrained = {weights!r}\n')
+    cfg = load_config(str(child))
+    assert cfg.model.text_backbone.model_name == name
+    text = MODELS.build(cfg.model.text_backbone)
+    assert torch.equal(text.state_dict()['token_embedding.weight'] if 'token_embedding.weight'
+                       in text.state_dict() else next(v for k, v in text.state_dict().items()
+                                                      if k.endswith('token_embedding.weight')),
+                       ref['token_embedding.weight'])
+
+
+def test_max_clips_from_cfg_options_and_child_changes_the_built_pipeline(tmp_path):
+    from mmvpeft.apis import load_config
+    _, _, TRANSFORMS = _build(None)
+    for cfg in (load_config(READ_TACOS, cfg_options={'max_clips': 17}),):
+        for split in ('train', 'val', 'test'):
+            t = TRANSFORMS.build(cfg[f'{split}_dataloader'].dataset.pipeline[0])
+            assert type(t).__name__ == 'LoadVideoClips' and t.max_clips == 17
+    child = tmp_path / 'mine.py'
+    child.write_text(f'_base_ = [{READ_TACOS!r}]\nmax_clips = 9\n')
+    t = TRANSFORMS.build(load_config(str(child)).train_dataloader.dataset.pipeline[0])
+    assert t.max_clips == 9
+    # An explicitly set field wins over the knob.
+    cfg = load_config(READ_TACOS, cfg_options={
+        'max_clips': 17, 'val_dataloader.dataset.pipeline.0.max_clips': 5})
+    assert cfg.val_dataloader.dataset.pipeline[0].max_clips == 5
+    assert cfg.train_dataloader.dataset.pipeline[0].max_clips == 17
+
+
+# ---------------------------------------------------------------- errors that say where
+
+def test_zero_byte_and_truncated_checkpoints_are_named(trained, tmp_path, load_tool):
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    with pytest.raises(OSError, match=re.escape(str(empty)) + r' is empty \(0 bytes\)'):
+        load_tool('test').main([DEMO, str(empty), *_opts(trained['data'])])
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(open(trained['ckpt'], 'rb').read()[:5000])
+    with pytest.raises(OSError, match=re.escape(str(cut)) + r' is truncated'):
+        load_tool('train').main([DEMO, '--load-from', str(cut), *_opts(trained['data'])])
+
+
+def test_cfg_options_item_without_equals_sign(tmp_path, load_tool, capsys):
+    for tool in ('train', 'test'):
+        args = [DEMO] + (['none'] if tool == 'test' else [])
+        with pytest.raises(SystemExit) as e:
+            load_tool(tool).main(args + ['--cfg-options', 'a=1', 'train_cfg.max_epochs'])
+        assert e.value.code == 2  # argparse's usage error, as the shell sees it
+        err = capsys.readouterr().err
+        assert "--cfg-options: 'train_cfg.max_epochs' is not KEY=VALUE" in err, err
+
+
+def test_config_syntax_error_names_file_and_line(tmp_path, load_tool):
+    cfg = tmp_path / 'broken.py'
+    cfg.write_text(f'_base_ = [{DEMO!r}]\nmodel = dict(\n    head=dict(in_dim=64)\n')
+    with pytest.raises(SyntaxError, match=re.escape(f'config file {cfg}, line 2')):
+        load_tool('train').main([str(cfg)])
+
+
+def test_partial_checkpoint_of_another_config_is_refused_unless_asked(trained, tmp_path,
+                                                                      load_tool):
+    other = ('model.head.hidden_dim=32', )
+    with pytest.raises(RuntimeError, match=r'head\.\S+') as e:
+        load_tool('test').main([DEMO, trained['ckpt'], '--work-dir', str(tmp_path / 'w'),
+                                *_opts(trained['data'], extra=other)])
+    assert 'size mismatch' in str(e.value) or 'mismatch' in str(e.value)
+    metrics = load_tool('test').main([DEMO, trained['ckpt'], '--work-dir', str(tmp_path / 'w'),
+                                      '--allow-partial-load',
+                                      *_opts(trained['data'], extra=other)])
+    assert 'mIoU' in metrics
+
+
+# ---------------------------------------------------------------- checkpoints and outputs
+
+def test_checkpoints_load_without_mmvpeft_and_follow_the_umask(trained, tmp_path):
+    code = ('import sys, torch\n'
+            f'c = torch.load({trained["ckpt"]!r}, weights_only=True)\n'
+            "assert not [m for m in sys.modules if m.startswith(('mmvpeft', 'mmengine'))]\n"
+            "print(sorted(c), c['meta']['epoch'])\n")
+    proc = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True,
+                          text=True, env={k: v for k, v in os.environ.items()
+                                          if k != 'PYTHONPATH'})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "['message_hub', 'meta', 'optimizer', 'param_schedulers', 'state_dict'] 2" in \
+        proc.stdout
+    for name in ('epoch_2.pth', 'adapter_latest.safetensors', 'last_checkpoint'):
+        assert os.stat(osp.join(trained['work'], name)).st_mode & 0o777 == 0o640, name
+
+
+def test_single_and_multi_process_default_work_dirs_differ(monkeypatch):
+    from mmvpeft.apis import default_work_dir, load_config
+    assert load_config(DEMO).work_dir == osp.join('work_dirs', 'grounding_demo')
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    assert default_work_dir(DEMO, 'pytorch') == osp.join('work_dirs', 'grounding_demo_2proc')
+    assert default_work_dir(DEMO, 'none') == osp.join('work_dirs', 'grounding_demo')
