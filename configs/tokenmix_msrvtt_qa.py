@@ -18,7 +18,7 @@ model = dict(
                        frozen=True),
     # The same vocabulary as the datasets (the base's answer_vocab, under its data_root).
     answer_vocab=dict(source='train_qa.json', top_k=1500, file='answer_vocab_top1500.json',
-                      root='data/msrvtt_qa'),
+                      data_root='data/msrvtt_qa'),
     fusion=dict(type='CrossModalEncoder', dim=256, num_heads=4, num_fusion_layers=2,
                 fusion='joint', dropout=0.1),
     head=dict(type='AnswerClassifierHead', hidden_dim=768, dropout=0.1),

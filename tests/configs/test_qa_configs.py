@@ -41,7 +41,7 @@ def test_tokenmix_qa_trains_the_last_block_at_the_papers_budget(tmp_path):
     cfg = Config.fromfile(CONFIG)
     for key in ('video_backbone', 'text_backbone'):
         cfg.model[key].pretrained = None  # no hub here: random weights
-    cfg.model.answer_vocab.root = str(tmp_path)
+    cfg.model.answer_vocab.data_root = str(tmp_path)
     model = MODELS.build(cfg.model)
     rows, table = parameter_report(model)
     tower = {n: p.numel() for n, p in model.named_parameters()
@@ -75,7 +75,7 @@ def test_tokenmix_qa_trains_a_step_and_dumps_answers(tmp_path, load_tool):
         f"_tiny = {tiny!r}\n"
         "model = dict(video_backbone=dict(model_cfg=_tiny, pretrained=None),\n"
         "             text_backbone=dict(model_cfg=_tiny, pretrained=None),\n"
-        f"             answer_vocab=dict(root={str(data)!r}),\n"
+        f"             answer_vocab=dict(data_root={str(data)!r}),\n"
         "             fusion=dict(dim=32, num_heads=2), head=dict(hidden_dim=32))\n"
         f"{loaders}\n"
         "train_cfg = dict(max_epochs=1)\n")

@@ -454,6 +454,21 @@ def test_data_root_from_cfg_options_and_from_a_child_config(tmp_path):
     assert ds.pipeline.transforms[1].feat_dir == osp.join(str(root), 'clip_text_features')
 
 
+
+def test_data_root_moves_the_qa_answer_vocabulary_with_the_datasets(tmp_path):
+    """tokenmix_msrvtt_qa.py: the model's answer vocabulary lives under data_root too, so
+    the one knob moves it with the datasets (else train and test would label answers from
+    different files)."""
+    from mmvpeft.apis import load_config
+    config = osp.join(REPO_ROOT, 'configs', 'tokenmix_msrvtt_qa.py')
+    cfg = load_config(config, cfg_options={'data_root': str(tmp_path)})
+    assert cfg.model.answer_vocab.data_root == str(tmp_path)
+    assert {cfg[f'{s}_dataloader'].dataset.data_root for s in ('train', 'val', 'test')} == {
+        str(tmp_path)}
+    child = tmp_path / 'mine.py'
+    child.write_text(f'_base_ = [{config!r}]\ndata_root = {str(tmp_path)!r}\n')
+    assert load_config(str(child)).model.answer_vocab.data_root == str(tmp_path)
+
 @pytest.fixture
 def tiny_open_clip(tmp_path):
     """A 4-block open_clip model name (READ sits in the last 4 blocks) and a file of its

@@ -114,7 +114,7 @@ def build_answer_vocab(answers: Optional[Sequence[str]] = None,
                        source: Optional[str] = None,
                        top_k: int = 1500,
                        file: Optional[str] = None,
-                       root: Optional[str] = None) -> AnswerVocab:
+                       data_root: Optional[str] = None) -> AnswerVocab:
     """The vocabulary a config describes (model and datasets take the same dict).
 
     Args:
@@ -125,7 +125,7 @@ def build_answer_vocab(answers: Optional[Sequence[str]] = None,
         top_k: Answers kept (MSRVTT-QA: 1,500).
         file: JSON file of the vocabulary: loaded when it exists (checked against
             ``source`` and ``top_k``), otherwise built from ``source`` and written there.
-        root: Folder that relative ``source``/``file`` paths are joined to (the dataset's
+        data_root: Folder that relative ``source``/``file`` paths are joined to (the dataset's
             ``data_root``).
 
     Raises:
@@ -134,7 +134,7 @@ def build_answer_vocab(answers: Optional[Sequence[str]] = None,
     """
     if answers is not None:
         return AnswerVocab(answers, meta=dict(source='explicit'))
-    source, file = _join(root, source), _join(root, file)
+    source, file = _join(data_root, source), _join(data_root, file)
     if file is not None and osp.isfile(file):
         vocab = AnswerVocab.load(file)
         if vocab.meta.get('top_k') != int(top_k):

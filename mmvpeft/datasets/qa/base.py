@@ -96,7 +96,7 @@ class VideoQADataset(SkipCorruptMixin, BaseDataset):
         self.skip_corrupt = skip_corrupt
         self.vocab: Optional[AnswerVocab] = None
         if answer_vocab is not None:
-            self.vocab = build_answer_vocab(**dict(answer_vocab, root=data_root))
+            self.vocab = build_answer_vocab(**dict(answer_vocab, data_root=data_root))
         self.drop_oov = (not test_mode) if drop_oov is None else bool(drop_oov)
         super().__init__(ann_file=ann_file, data_root=data_root, pipeline=list(pipeline),
                          indices=indices, test_mode=test_mode, max_refetch=max_refetch,

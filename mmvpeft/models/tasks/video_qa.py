@@ -38,7 +38,7 @@ class VideoQA(VideoLanguageModel):
         video_backbone (dict): ``CLIPVisionBackbone`` with ``peft=[...]``.
         text_backbone (dict): ``CLIPTextBackbone``.
         answer_vocab (dict): Arguments of :func:`~mmvpeft.datasets.qa.build_answer_vocab`
-            (``source``/``top_k``/``file`` with an optional ``root``, or ``answers``);
+            (``source``/``top_k``/``file`` with an optional ``data_root``, or ``answers``);
             the datasets take the same dict.
         fusion (dict): ``CrossModalEncoder`` config; ``video_dim``/``text_dim`` default to
             the towers' output sizes.

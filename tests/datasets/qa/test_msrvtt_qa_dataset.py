@@ -42,20 +42,20 @@ VOCAB = dict(source='train_qa.json', top_k=3, file='vocab.json')
 
 def test_vocab_top_k_ties_broken_by_answer_and_saved(tmp_path):
     root = write_layout(tmp_path)
-    vocab = build_answer_vocab(**VOCAB, root=str(root))
+    vocab = build_answer_vocab(**VOCAB, data_root=str(root))
     assert vocab.answers == ['man', 'cook', 'dog'] and vocab.counts == [3, 2, 2]
     assert vocab.index('MAN') == 0 and vocab.index('red') == -1
     saved = json.loads((root / 'vocab.json').read_text())
     assert saved['answers'] == vocab.answers and saved['top_k'] == 3
     # Loaded, not rebuilt: the same ids, also from another process's point of view.
-    assert build_answer_vocab(**VOCAB, root=str(root)).digest == vocab.digest
+    assert build_answer_vocab(**VOCAB, data_root=str(root)).digest == vocab.digest
     with pytest.raises(ValueError, match=r'vocab.json was built with top_k=3.*asks for 5'):
-        build_answer_vocab(**dict(VOCAB, top_k=5), root=str(root))
+        build_answer_vocab(**dict(VOCAB, top_k=5), data_root=str(root))
     (root / 'train_qa.json').write_text(json.dumps(TRAIN[:4]))
     with pytest.raises(ValueError, match='built from another version of .*train_qa.json'):
-        build_answer_vocab(**VOCAB, root=str(root))
+        build_answer_vocab(**VOCAB, data_root=str(root))
     with pytest.raises(FileNotFoundError, match='nope.json'):
-        build_answer_vocab(source='nope.json', root=str(root))
+        build_answer_vocab(source='nope.json', data_root=str(root))
     assert AnswerVocab(['b', 'a']).digest != AnswerVocab(['a', 'b']).digest
 
 
