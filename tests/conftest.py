@@ -8,6 +8,14 @@ import os.path as osp
 
 import pytest
 
+# Under pytest-xdist (`-n 2`) each worker process gets one thread: the tests' tiny models
+# gain nothing from a second OpenMP thread, and two workers x two threads on two cores made
+# steps several times slower from contention. Subprocesses (tools/train.py runs) inherit it.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    os.environ['OMP_NUM_THREADS'] = '1'
+    import torch
+    torch.set_num_threads(1)
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_ANN_DIR = os.environ.get(
     'MMVPEFT_SHARED_ANNOTATIONS',
