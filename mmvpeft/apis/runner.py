@@ -35,6 +35,9 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
+    if cfg.get('prefix_cache'):  # train / test from a frozen-prefix cache
+        from .prefix_cache import use_prefix_cache
+        use_prefix_cache(cfg, cfg.prefix_cache)
     # Set only when asked, so model types without these arguments still build.
     if allow_base_mismatch:
         cfg.model.allow_base_mismatch = True

@@ -2,6 +2,7 @@
 # exports an old zlib that breaks cv2's PNG reader if decord is loaded first.
 from .feature_loading import LoadClipFeatures, LoadTextFeatures
 from .formatting import PackMomentInputs
+from .prefix_loading import LoadPrefixCache
 from .frame_sampling import LoadFramesFromFolder, LoadVideoFrames
 from .retrieval_formatting import PackRetrievalInputs
 from .tokenize import CLIPTokenize
@@ -11,4 +12,4 @@ from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoC
 __all__ = ['LoadClipFeatures', 'LoadTextFeatures', 'PackMomentInputs', 'CLIPTokenize',
            'FormatVideo', 'LoadFrameFolder', 'LoadVideoClips', 'VideoCenterCrop',
            'VideoReadError', 'VideoResize', 'LoadFramesFromFolder', 'LoadVideoFrames',
-           'PackRetrievalInputs']
+           'PackRetrievalInputs', 'LoadPrefixCache']

@@ -72,6 +72,11 @@ class VideoLanguageModel(BaseModel):
             dict: ``feats`` (B, T, E), ``mask`` (B, T), ``aux`` (the tower's method outputs).
         """
         mask = inputs.get('video_mask')
+        if 'video_prefix' in inputs:  # frozen-prefix cache: states entering block k
+            if self.video_backbone is None:
+                raise KeyError('inputs has "video_prefix" but the model has no video_backbone')
+            out = self.video_backbone(None, mask, prefix_states=inputs['video_prefix'])
+            return dict(feats=out['feats'], mask=mask, aux=out.get('aux', {}))
         if 'imgs' in inputs:
             if self.video_backbone is None:
                 raise KeyError('inputs has "imgs" (raw frames) but the model has no '
@@ -90,6 +95,12 @@ class VideoLanguageModel(BaseModel):
             ``aux``.
         """
         mask = inputs.get('text_mask')
+        if 'text_prefix' in inputs:  # frozen-prefix cache
+            if self.text_backbone is None:
+                raise KeyError('inputs has "text_prefix" but the model has no text_backbone')
+            out = self.text_backbone(None, mask, prefix_states=inputs['text_prefix'])
+            return dict(feats=out['feats'], pooled=out['pooled'], mask=mask,
+                        aux=out.get('aux', {}))
         if 'text_tokens' in inputs:
             if self.text_backbone is None:
                 raise KeyError('inputs has "text_tokens" but the model has no text_backbone')
