@@ -54,6 +54,9 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
                                'machine has none. Run without --amp on CPU.')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    subset = (cfg.get('train_dataloader') or {}).get('dataset', {}).get('train_subset')
+    if subset and not subset.get('record'):  # low-resource runs record their subset
+        subset['record'] = osp.join(cfg.work_dir, 'train_subset.json')
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif resume:
