@@ -1,7 +1,8 @@
 # read_tacos.py at the papers' budget: the same READ adapters (r=32, last 4 blocks of both frozen
 # CLIP ViT-B/32 towers) and PVLA, with a narrower grounding encoder and head (dim 256 -> 160,
 # same depth), so 1.18% of the parameters train instead of 2.52% (R2-Tuning, the closest peer,
-# trains 1.5%). PVLA stops at a KKT residual of 1e-4 instead of always running 100 iterations.
+# trains 1.5%). PVLA stops at a KKT residual of 1e-4 instead of always running 100 iterations,
+# and leaves the text start token (the same state for every query) out of the alignment.
 #   python tools/train.py configs/read_tacos_budget.py
 _base_ = ['read_tacos.py']
 
@@ -9,4 +10,5 @@ model = dict(
     encoder=dict(dim=160, num_heads=8),
     head=dict(in_dim=160, hidden_dim=160),
     pvla_loss=dict(tol=1e-4),
+    pvla_text_start=False,
 )

@@ -41,11 +41,11 @@ def _batch():
     g = torch.Generator().manual_seed(1)
     video_mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     text_mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    tokens = torch.randint(1, 998, (2, 6), generator=g) * text_mask
+    tokens[:, 0] = 998  # the start token (the tiny vocabulary's stand-in for CLIP's SOT)
     inputs = dict(imgs=torch.randint(0, 256, (2, 5, 1, 3, 32, 32), generator=g,
                                      dtype=torch.uint8),
-                  video_mask=video_mask,
-                  text_tokens=torch.randint(1, 999, (2, 6), generator=g) * text_mask,
-                  text_mask=text_mask)
+                  video_mask=video_mask, text_tokens=tokens, text_mask=text_mask)
     samples = [dict(qid=i, gt_windows=torch.tensor([[1.0, 4.0]]).numpy(), clip_len=1.0,
                     num_clips=5, duration=5.0) for i in range(2)]
     return inputs, samples
@@ -140,3 +140,20 @@ def test_tower_refuses_a_cache_of_other_weights(tmp_path):
                           prefix_cache=str(tmp_path / 'video')))
     with pytest.raises(PrefixCacheError, match='meta.json not found'):
         MODELS.build(dict(cfg, prefix_cache=str(tmp_path)))
+
+
+def test_pvla_can_leave_the_text_start_token_out():
+    model = _model(*CONFIGS['read'])
+    inputs, samples = _batch()
+    with torch.no_grad():
+        video = model.video_backbone(inputs['imgs'], inputs['video_mask'])['aux']['read_states']
+        text = model.text_backbone(inputs['text_tokens'],
+                                   inputs['text_mask'])['aux']['read_states']
+        # The start token's state is the same for every query.
+        torch.testing.assert_close(text[0, 0], text[1, 0])
+        default = model(inputs, samples, 'loss')['loss_pvla']
+        model.pvla_text_start = False
+        skipped = model(inputs, samples, 'loss')['loss_pvla']
+    ref = model.pvla_loss(video, text[:, 1:], inputs['video_mask'], inputs['text_mask'][:, 1:])
+    torch.testing.assert_close(skipped, ref, rtol=1e-6, atol=0)
+    assert not torch.allclose(skipped, default)
