@@ -101,6 +101,9 @@ def parse_args(argv=None):
     parser.add_argument('--amp', action='store_true', help='bfloat16 autocast (CPU or CUDA)')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile every tower block')
+    parser.add_argument('--decode-video', metavar='VIDEO',
+                        help='also time decoding VIDEO with the config\'s transforms '
+                        '(num-clips clips) against loading its float16 prefix-cache file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -129,6 +132,15 @@ def main(argv=None):
     else:
         print(f'peak process RSS: {r["peak_rss_mib"]:.0f} MiB '
               f'(+{r["peak_rss_growth_mib"]:.0f} MiB during the steps)')
+    if args.decode_video:
+        from mmvpeft.apis.benchmarking import decode_vs_cache
+        d = decode_vs_cache(cfg, args.decode_video, args.num_clips)
+        r['decode'] = d
+        per_batch = args.batch_size * (d['decode_s'] - d['cache_load_s'])
+        print(f'decoding {d["num_clips"]} clips of {args.decode_video}: {d["decode_s"]:.3f} s; '
+              f'loading its prefix-cache file ({d["cache_file_mib"]:.1f} MiB float16): '
+              f'{d["cache_load_s"]:.3f} s -> {per_batch:.2f} s saved per batch of '
+              f'{args.batch_size} (the dataloader workers\' time, not the step\'s)')
     print(f'trainable parameters: {r["trainable"]:,} of {r["total"]:,} '
           f'({100 * r["trainable"] / r["total"]:.3f}%)')
     print(r['param_table'])

@@ -184,3 +184,49 @@ def benchmark_model(cfg, batch_size: int, num_clips: int, num_words: int, steps:
     result['model'] = model
     result['inputs'] = inputs
     return result
+
+
+def decode_vs_cache(cfg, video_path: str, num_clips: int, repeat: int = 3,
+                    width: Optional[int] = None, num_tokens: Optional[int] = None) -> dict:
+    """Seconds to decode one video with the config's training transforms against loading
+    its frozen-prefix cache file (float16 ``(T, 1, N, D)``, written to a temporary folder).
+
+    The video is read as ``duration = num_clips * clip_len`` seconds, so it yields
+    ``num_clips`` clips. ``width`` / ``num_tokens`` default to ViT-B/32 at the pipeline's
+    image size (768, 1 + (size / 32)^2).
+    """
+    import os.path as osp
+    import tempfile
+
+    from mmcv.transforms import Compose
+
+    from mmvpeft.apis.prefix_cache import split_pipeline
+    from mmvpeft.datasets.transforms.prefix_loading import prefix_file
+
+    video_tf, _ = split_pipeline(cfg.train_dataloader.dataset.pipeline)
+    if not video_tf:
+        raise ValueError('the config decodes no video (no LoadVideoClips / LoadFrameFolder)')
+    clip_len = float(video_tf[0].get('clip_len', 2.0))
+    load = Compose(video_tf)
+    info = dict(video_path=video_path, vid='bench', qid=0, duration=num_clips * clip_len)
+    decode = []
+    for _ in range(repeat + 1):
+        start = time.perf_counter()
+        out = load(dict(info))
+        decode.append(time.perf_counter() - start)
+    t = len(out['imgs'])
+    size = pipeline_image_size(cfg)
+    n = num_tokens or 1 + (size // 32)**2
+    d = width or 768
+    with tempfile.TemporaryDirectory() as tmp:
+        path = prefix_file(tmp, 'video', info)
+        np.savez(path, states=np.zeros((t, 1, n, d), np.float16), clip_len_eff=clip_len)
+        cached = []
+        for _ in range(repeat + 1):
+            start = time.perf_counter()
+            with np.load(path) as f:
+                f['states']
+            cached.append(time.perf_counter() - start)
+        nbytes = osp.getsize(path)
+    return dict(num_clips=t, decode_s=statistics.median(decode[1:]),
+                cache_load_s=statistics.median(cached[1:]), cache_file_mib=nbytes / 2**20)
