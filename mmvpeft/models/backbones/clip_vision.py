@@ -41,6 +41,12 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
             hidden_dim=32)]``.
         normalize (bool): Normalise input with the CLIP mean/std. uint8 input
             is scaled from [0, 255], float input is taken as [0, 1].
+        pooled_only_last_block (bool): only the CLS token of the last block reaches the
+            output (``'tok'`` pooling), so that block computes attention, MLP and the
+            methods' branches for CLS only (the same feats and READ states, tested).
+            Needs ``'tok'`` pooling and no attention owner (token mixing) in the last
+            block; otherwise it is off. Turn it off for outputs that need every token of
+            the last block. Defaults to True.
         prefix_cache (str, optional): a frozen-prefix cache folder
             (``tools/build_prefix_cache.py``) this tower will be fed from
             (``forward(prefix_states=...)``); its key is checked against this tower
@@ -58,6 +64,7 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
                  adapter_layers: Sequence[int] = (-1, ),
                  adapter_mode: str = 'tokens',
                  normalize: bool = True,
+                 pooled_only_last_block: bool = True,
                  prefix_cache: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
@@ -83,11 +90,28 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
         self.image_size = tuple(visual.image_size) if isinstance(
             visual.image_size, (tuple, list)) else (visual.image_size, visual.image_size)
         self.setup_peft(frozen, peft, adapter, adapter_layers, adapter_mode)
+        self.set_pooled_only(pooled_only_last_block)
         self.setup_prefix_cache(dict(model_name=model_name, pretrained=pretrained,
                                      model_cfg=model_cfg), prefix_cache)
 
     def blocks(self) -> nn.ModuleList:
         return self.visual.transformer.resblocks
+
+    def set_pooled_only(self, enabled: bool) -> bool:
+        """Enable the last-block CLS-only shortcut where it is exact; returns whether it is on."""
+        from mmvpeft.models.peft.block import as_peft_block
+        v = self.visual
+        last = self.blocks()[-1]
+        ok = (enabled and v.pool_type == 'tok' and v.attn_pool is None
+              and not getattr(v, 'final_ln_after_pool', False)
+              and not getattr(last, 'peft_sites', {}).get('attention')
+              and not getattr(v, 'output_tokens', False))
+        if ok:
+            last = as_peft_block(last, len(self.blocks()) - 1)
+        if hasattr(last, 'peft_sites'):
+            last.peft_pooled_only = bool(ok)
+        self.pooled_only = bool(ok)
+        return self.pooled_only
 
     def named_prefix_parameters(self):
         """Parameters that run before the blocks: patch embedding, CLS, positions, ln_pre."""

@@ -157,3 +157,48 @@ def test_pvla_can_leave_the_text_start_token_out():
     ref = model.pvla_loss(video, text[:, 1:], inputs['video_mask'], inputs['text_mask'][:, 1:])
     torch.testing.assert_close(skipped, ref, rtol=1e-6, atol=0)
     assert not torch.allclose(skipped, default)
+
+
+@pytest.mark.parametrize('peft', [
+    [dict(READ, layers=(-2, -1))],
+    [dict(READ, layers=(-1, ), mode='cls'), dict(type='LoRA', layers=(-1, ), rank=2)],
+    [dict(type='HoulsbyAdapter', layers=(-1, ), hidden_dim=4)],
+    [],
+])
+def test_last_block_computes_only_the_pooled_token(peft):
+    init_default_scope('mmvpeft')
+    torch.manual_seed(0)
+    tower = MODELS.build(dict(type='CLIPVisionBackbone', model_cfg=TINY, peft=peft)).double()
+    with torch.no_grad():
+        for p in tower.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.1)
+    assert tower.pooled_only
+    imgs = torch.rand(2, 4, 3, 32, 32, dtype=torch.float64)
+    mask = torch.tensor([[True] * 4, [True] * 2 + [False] * 2])
+    outs = []
+    for on in (True, False):
+        assert tower.set_pooled_only(on) == on
+        tower.zero_grad()
+        out = tower(imgs, mask)
+        loss = out['feats'][mask].pow(2).sum()
+        if 'read_states' in out['aux']:
+            loss = loss + out['aux']['read_states'].sum()
+        if any(p.requires_grad for p in tower.parameters()):
+            loss.backward()
+        outs.append((out, {n: p.grad.clone() for n, p in tower.named_parameters()
+                           if p.grad is not None}))
+    (fast, g_fast), (full, g_full) = outs
+    torch.testing.assert_close(fast['feats'], full['feats'], rtol=1e-12, atol=1e-12)
+    for k in full['aux']:
+        torch.testing.assert_close(fast['aux'][k], full['aux'][k], rtol=1e-12, atol=1e-12)
+    assert g_fast.keys() == g_full.keys()
+    for k in g_full:
+        torch.testing.assert_close(g_fast[k], g_full[k], rtol=1e-10, atol=1e-12)
+
+
+def test_pooled_only_is_off_under_token_mixing_in_the_last_block():
+    init_default_scope('mmvpeft')
+    tower = MODELS.build(dict(type='CLIPVisionBackbone', model_cfg=TINY,
+                              peft=[dict(type='TokenMixing', layers=(-1, ))]))
+    assert not tower.pooled_only
