@@ -2,11 +2,14 @@
 # CLIP ViT-B/32 towers) and PVLA, with a narrower grounding encoder and head (dim 256 -> 160,
 # same depth), so 1.18% of the parameters train instead of 2.52% (R2-Tuning, the closest peer,
 # trains 1.5%). PVLA stops at a KKT residual of 1e-4 instead of always running 100 iterations,
-# and leaves the text start token (the same state for every query) out of the alignment.
+# leaves the text start token (the same state for every query) out of the alignment, and the
+# last vision block computes only the CLS token (the only one that reaches the output).
 #   python tools/train.py configs/read_tacos_budget.py
 _base_ = ['read_tacos.py']
 
 model = dict(
+    # Only CLS reaches the output of the last vision block: compute only CLS there (exact).
+    video_backbone=dict(pooled_only_last_block=True),
     encoder=dict(dim=160, num_heads=8),
     head=dict(in_dim=160, hidden_dim=160),
     pvla_loss=dict(tol=1e-4),

@@ -46,7 +46,8 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
             methods' branches for CLS only (the same feats and READ states, tested).
             Needs ``'tok'`` pooling and no attention owner (token mixing) in the last
             block; otherwise it is off. Turn it off for outputs that need every token of
-            the last block. Defaults to True.
+            the last block (per-frame token sequences). Defaults to False (opt-in:
+            ``configs/read_tacos_budget.py`` turns it on).
         prefix_cache (str, optional): a frozen-prefix cache folder
             (``tools/build_prefix_cache.py``) this tower will be fed from
             (``forward(prefix_states=...)``); its key is checked against this tower
@@ -64,7 +65,7 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
                  adapter_layers: Sequence[int] = (-1, ),
                  adapter_mode: str = 'tokens',
                  normalize: bool = True,
-                 pooled_only_last_block: bool = True,
+                 pooled_only_last_block: bool = False,
                  prefix_cache: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)

@@ -168,7 +168,8 @@ def test_pvla_can_leave_the_text_start_token_out():
 def test_last_block_computes_only_the_pooled_token(peft):
     init_default_scope('mmvpeft')
     torch.manual_seed(0)
-    tower = MODELS.build(dict(type='CLIPVisionBackbone', model_cfg=TINY, peft=peft)).double()
+    tower = MODELS.build(dict(type='CLIPVisionBackbone', model_cfg=TINY, peft=peft,
+                              pooled_only_last_block=True)).double()
     with torch.no_grad():
         for p in tower.parameters():
             if p.requires_grad:
@@ -200,5 +201,6 @@ def test_last_block_computes_only_the_pooled_token(peft):
 def test_pooled_only_is_off_under_token_mixing_in_the_last_block():
     init_default_scope('mmvpeft')
     tower = MODELS.build(dict(type='CLIPVisionBackbone', model_cfg=TINY,
-                              peft=[dict(type='TokenMixing', layers=(-1, ))]))
+                              peft=[dict(type='TokenMixing', layers=(-1, ))],
+                              pooled_only_last_block=True))
     assert not tower.pooled_only
