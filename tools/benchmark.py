@@ -52,7 +52,7 @@ def run(cfg, batch_size, num_clips, num_words, steps, device, synthetic, prefix_
         result['pvla'] = bench.run_benchmark(batch=b, nv=nv, nl=enc['text_states'].shape[1],
                                              dim=r, iters=model.pvla_loss.num_iters,
                                              eps=model.pvla_loss.eps, mass=model.pvla_loss.mass,
-                                             device=device, threads=None,
+                                             device=device, threads=1,
                                              tol=model.pvla_loss.tol or 1e-4)
         result['pvla_loss_ms'] = _time_pvla_loss(model, enc, device)
     return result
@@ -147,7 +147,7 @@ def main(argv=None):
     if 'pvla' in r:
         p = r['pvla']
         print(f'PVLA solver on B={p["batch"]} Nv={p["nv"]} Nl={p["nl"]} r={p["dim"]}, '
-              f'{p["iters"]} iterations ({p["device"]}): ours {p["ours_auto_ms_median"]:.1f} ms '
+              f'{p["iters"]} iterations ({p["device"]}, 1 thread): ours {p["ours_auto_ms_median"]:.1f} ms '
               f'({p["auto_domain"]} domain), POT looped {p["pot_loop_ms_median"]:.1f} ms '
               f'-> {p["speedup_ours_auto"]:.1f}x; max |plan - POT| '
               f'{p["max_abs_diff_ours_auto"]:.1e}')
