@@ -3,7 +3,15 @@ solver against POT on the same batch shapes.
 
     python tools/benchmark.py CONFIG [--synthetic] [--batch-size 8] [--num-clips 128]
                                      [--num-words 16] [--steps 5] [--device cpu|cuda]
+                                     [--prefix-cache] [--amp] [--compile]
                                      [--cfg-options k=v ...]
+
+``--prefix-cache`` alternates steps on the decoded batch and on the same batch as a float16
+frozen-prefix cache feeds it (tools/build_prefix_cache.py), and prints both medians and their
+ratio; decoding is excluded from both (the batch is decoded once). ``--amp`` runs forward and
+losses under bfloat16 autocast (CPU or CUDA); ``--compile`` compiles every tower block with
+``torch.compile``. The PVLA line times the solver at the batch's state shapes, and PVLA's
+share of a step.
 
 ``--synthetic`` feeds random inputs of the config's shape (frames at the pipeline's image
 size, or clip features of the encoder's width) instead of reading the dataset, so a config
@@ -29,10 +37,12 @@ def dataset_batch(cfg, batch_size: int, device) -> tuple:
     return {k: v.to(device) for k, v in batch['inputs'].items()}, batch['data_samples']
 
 
-def run(cfg, batch_size, num_clips, num_words, steps, device, synthetic) -> dict:
+def run(cfg, batch_size, num_clips, num_words, steps, device, synthetic, prefix_cache=False,
+        amp=False, compile=False) -> dict:
     init_default_scope(cfg.get('default_scope', 'mmvpeft'))
     given = None if synthetic else dataset_batch(cfg, batch_size, torch.device(device))
-    result = benchmark_model(cfg, batch_size, num_clips, num_words, steps, device, given)
+    result = benchmark_model(cfg, batch_size, num_clips, num_words, steps, device, given,
+                             prefix_cache=prefix_cache, amp=amp, compile=compile)
     model, inputs = result.pop('model'), result.pop('inputs')
     if getattr(model, 'pvla_loss', None) is not None and hasattr(model, 'extract_feat'):
         with torch.no_grad():
@@ -42,8 +52,29 @@ def run(cfg, batch_size, num_clips, num_words, steps, device, synthetic) -> dict
         result['pvla'] = bench.run_benchmark(batch=b, nv=nv, nl=enc['text_states'].shape[1],
                                              dim=r, iters=model.pvla_loss.num_iters,
                                              eps=model.pvla_loss.eps, mass=model.pvla_loss.mass,
-                                             device=device)
+                                             device=device, threads=1,
+                                             tol=model.pvla_loss.tol or 1e-4)
+        result['pvla_loss_ms'] = _time_pvla_loss(model, enc, device)
     return result
+
+
+def _time_pvla_loss(model, enc, device, repeat: int = 5) -> float:
+    """Median ms of the configured PVLA loss, forward and backward, on the batch's states."""
+    import statistics
+    import time
+    v = enc['video_states'].detach().requires_grad_()
+    t = enc['text_states'].detach().requires_grad_()
+    times = []
+    for i in range(repeat + 1):
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.pvla_loss(v, t, enc['video_mask'], enc['text_mask']).backward()
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        if i:
+            times.append(1e3 * (time.perf_counter() - start))
+    return statistics.median(times)
 
 
 def _load_pvla_benchmark():
@@ -64,6 +95,15 @@ def parse_args(argv=None):
     parser.add_argument('--num-words', type=int, default=16, help='query tokens (synthetic)')
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--prefix-cache', action='store_true',
+                        help='also time steps fed from a (float16) frozen-prefix cache, '
+                        'interleaved with the uncached ones')
+    parser.add_argument('--amp', action='store_true', help='bfloat16 autocast (CPU or CUDA)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile every tower block')
+    parser.add_argument('--decode-video', metavar='VIDEO',
+                        help='also time decoding VIDEO with the config\'s transforms '
+                        '(num-clips clips) against loading its float16 prefix-cache file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -74,26 +114,45 @@ def main(argv=None):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     r = run(cfg, args.batch_size, args.num_clips, args.num_words, args.steps, args.device,
-            args.synthetic)
+            args.synthetic, args.prefix_cache, args.amp, args.compile)
     print(f'config: {args.config} | device: {r["device"]} ({r["hardware"]}) | '
           f'torch {torch.__version__}')
     print(f'inputs: {r["input_shapes"]}')
-    print(f'training step (forward + backward + AdamW): median {r["step_ms_median"]:.1f} ms, '
-          f'min {r["step_ms_min"]:.1f} ms over {args.steps} steps')
+    mode = ', '.join(m for m, on in (('bf16 autocast', r['amp']),
+                                     (f'{r["compiled_blocks"]} blocks compiled',
+                                      r['compiled_blocks'])) if on) or 'fp32, eager'
+    print(f'training step (forward + backward + AdamW; {mode}): median '
+          f'{r["step_ms_median"]:.1f} ms, min {r["step_ms_min"]:.1f} ms over {args.steps} steps')
+    if 'cache_speedup' in r:
+        print(f'with the frozen-prefix cache (float16, blocks from {r["prefix_start"]}): median '
+              f'{r["cached_step_ms_median"]:.1f} ms, min {r["cached_step_ms_min"]:.1f} ms '
+              f'(interleaved) -> {r["cache_speedup"]:.2f}x')
     if 'peak_mem_mib' in r:
         print(f'peak GPU memory: {r["peak_mem_mib"]:.0f} MiB')
     else:
         print(f'peak process RSS: {r["peak_rss_mib"]:.0f} MiB '
               f'(+{r["peak_rss_growth_mib"]:.0f} MiB during the steps)')
+    if args.decode_video:
+        from mmvpeft.apis.benchmarking import decode_vs_cache
+        d = decode_vs_cache(cfg, args.decode_video, args.num_clips)
+        r['decode'] = d
+        per_batch = args.batch_size * (d['decode_s'] - d['cache_load_s'])
+        print(f'decoding {d["num_clips"]} clips of {args.decode_video}: {d["decode_s"]:.3f} s; '
+              f'loading its prefix-cache file ({d["cache_file_mib"]:.1f} MiB float16): '
+              f'{d["cache_load_s"]:.3f} s -> {per_batch:.2f} s saved per batch of '
+              f'{args.batch_size} (the dataloader workers\' time, not the step\'s)')
     print(f'trainable parameters: {r["trainable"]:,} of {r["total"]:,} '
           f'({100 * r["trainable"] / r["total"]:.3f}%)')
     print(r['param_table'])
     if 'pvla' in r:
         p = r['pvla']
         print(f'PVLA solver on B={p["batch"]} Nv={p["nv"]} Nl={p["nl"]} r={p["dim"]}, '
-              f'{p["iters"]} iterations ({p["device"]}): ours {p["ours_log_ms_median"]:.1f} ms '
-              f'(log domain), POT looped {p["pot_loop_ms_median"]:.1f} ms '
-              f'-> {p["speedup_ours_log"]:.1f}x; max |plan - POT| {p["max_abs_diff_ours_log"]:.1e}')
+              f'{p["iters"]} iterations ({p["device"]}, 1 thread): ours {p["ours_auto_ms_median"]:.1f} ms '
+              f'({p["auto_domain"]} domain), POT looped {p["pot_loop_ms_median"]:.1f} ms '
+              f'-> {p["speedup_ours_auto"]:.1f}x; max |plan - POT| '
+              f'{p["max_abs_diff_ours_auto"]:.1e}')
+        print(f'PVLA loss as configured (forward + backward): {r["pvla_loss_ms"]:.1f} ms = '
+              f'{100 * r["pvla_loss_ms"] / r["step_ms_median"]:.2f}% of the step')
     return r
 
 

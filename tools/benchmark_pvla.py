@@ -2,6 +2,7 @@
 
     python tools/benchmark_pvla.py [--batch 32] [--nv 128] [--nl 32] [--dim 32]
                                    [--iters 100] [--repeat 5] [--device cpu|cuda]
+                                   [--threads 1] [--tol 1e-4]
 
 Inputs mimic PVLA: random video/text states ``(B, Nv, r)``, ``(B, Nl, r)``
 with std ``1/sqrt(r)`` (so ``0.5 * ||x - y||^2`` is O(1), the regime where
@@ -9,6 +10,10 @@ POT's multiplicative solver is still exact) and uniform weights. Each solver
 runs ``iters`` iterations with no early stopping; POT gets the very same
 float cost values (cast to float64 NumPy, its usual path) one sample at a
 time. Reported times are per batch, in milliseconds, after one warm-up run.
+Rows: ``'auto'`` (the default domain choice, what PVLA runs), the log and the
+multiplicative domain forced, and ``'auto'`` with early stopping at KKT residual
+``--tol`` (its row shows the iterations it needed and its distance to POT's
+fixed-iteration plan). ``--threads`` (default 1) sets torch's intra-op threads.
 On a shared or small machine prefix ``OMP_NUM_THREADS=1``: it pins both torch
 and NumPy's BLAS (used by POT) to one thread, and contended OpenMP threads
 otherwise make timings swing by 10x or more.
@@ -26,6 +31,7 @@ import platform
 import statistics
 import time
 import warnings
+from typing import Optional
 
 import numpy as np
 import torch
@@ -73,7 +79,9 @@ def run_benchmark(batch: int = 32,
                   eps: float = 0.1,
                   mass: float = 0.5,
                   dtype: str = 'float32',
-                  seed: int = 0) -> dict:
+                  seed: int = 0,
+                  threads: Optional[int] = 1,
+                  tol: float = 1e-4) -> dict:
     """Benchmark the solver (log and multiplicative domains) against POT.
 
     Args:
@@ -84,14 +92,29 @@ def run_benchmark(batch: int = 32,
         eps (float): Entropic regularisation. mass (float): Transported mass.
         dtype (str): dtype of the batched solver, ``'float32'`` or ``'float64'``.
         seed (int): Seed of the random states.
+        threads (int, optional): ``torch.set_num_threads`` for the run (restored
+            after); None keeps the current setting.
+        tol (float): KKT tolerance of the early-stopping row.
 
     Returns:
         dict: Setup (``device``, ``hardware``, versions, sizes), per-solver
-        ``*_ms_median`` / ``*_ms_min`` for ``ours_log``, ``ours_exp`` and
-        ``pot_loop``, speedups over POT (medians), ``max_abs_diff_*`` of each
+        ``*_ms_median`` / ``*_ms_min`` for ``ours_auto``, ``ours_log``,
+        ``ours_exp``, ``ours_tol`` and ``pot_loop``, ``auto_domain``,
+        ``tol_iters``, speedups over POT (medians), ``max_abs_diff_*`` of each
         of our plans from POT's, and any solver ``warnings``.
     """
     import ot  # optional at import time: only the benchmark needs POT
+
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run(ot, batch, nv, nl, dim, iters, repeat, device, eps, mass, dtype, seed, tol)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _run(ot, batch, nv, nl, dim, iters, repeat, device, eps, mass, dtype, seed, tol):
 
     dev = torch.device(device)
     if dev.type == 'cuda' and not torch.cuda.is_available():
@@ -107,17 +130,23 @@ def run_benchmark(batch: int = 32,
     result = dict(
         device=str(dev), hardware=_hardware(dev), torch=torch.__version__,
         pot=ot.__version__, batch=batch, nv=nv, nl=nl, dim=dim, iters=iters,
-        repeat=repeat, eps=eps, mass=mass, dtype=dtype,
+        repeat=repeat, eps=eps, mass=mass, dtype=dtype, tol=tol,
         cost_range=float((cost.amax((1, 2)) - cost.amin((1, 2))).max()))
     plans = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        for name, log_domain in (('ours_log', True), ('ours_exp', False)):
-            plans[name], times = _timeit(
+        for name, log_domain, stop in (('ours_auto', 'auto', None), ('ours_log', True, None),
+                                       ('ours_exp', False, None), ('ours_tol', 'auto', tol)):
+            (plans[name], info), times = _timeit(
                 lambda: entropic_partial_wasserstein(a, b, cost, eps, mass, num_iters=iters,
-                                                     log_domain=log_domain), dev, repeat)
+                                                     log_domain=log_domain, tol=stop,
+                                                     return_info=True), dev, repeat)
             result[f'{name}_ms_median'] = statistics.median(times)
             result[f'{name}_ms_min'] = min(times)
+            if name == 'ours_auto':
+                result['auto_domain'] = info['domain']
+            if name == 'ours_tol':
+                result['tol_iters'] = info['iters']
 
         cost_np = cost.double().cpu().numpy()
         a_np, b_np = a.double().cpu().numpy(), b.double().cpu().numpy()
@@ -154,24 +183,32 @@ def parse_args(argv=None):
     parser.add_argument('--mass', type=float, default=0.5)
     parser.add_argument('--dtype', choices=['float32', 'float64'], default='float32')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch intra-op threads (default 1; 0 keeps the current)')
+    parser.add_argument('--tol', type=float, default=1e-4,
+                        help='KKT tolerance of the early-stopping row')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    r = run_benchmark(**vars(args))
+    kwargs = vars(args)
+    kwargs['threads'] = kwargs['threads'] or None
+    r = run_benchmark(**kwargs)
     print(f"device: {r['device']} | hardware: {r['hardware']}")
     print(f"torch {r['torch']}, POT {r['pot']} | B={r['batch']} Nv={r['nv']} Nl={r['nl']} "
           f"r={r['dim']} iters={r['iters']} repeat={r['repeat']} eps={r['eps']} "
           f"mass={r['mass']} dtype={r['dtype']} | max cost range {r['cost_range']:.3g}")
-    print(f"{'solver':<30}{'median ms':>12}{'min ms':>12}{'vs POT':>10}{'max|dT|':>12}")
-    rows = (('ours, log domain (default)', 'ours_log'), ('ours, multiplicative', 'ours_exp'),
+    rows = ((f"ours, auto (default: {r['auto_domain']})", 'ours_auto'),
+            ('ours, log domain', 'ours_log'), ('ours, multiplicative', 'ours_exp'),
+            (f"ours, auto, tol={r['tol']:g} ({r['tol_iters']} it)", 'ours_tol'),
             ('POT looped over batch', 'pot_loop'))
+    print(f"{'solver':<36}{'median ms':>10}{'min ms':>10}{'vs POT':>9}{'max|dT|':>11}")
     for label, key in rows:
         speed = f"{r['speedup_' + key]:.1f}x" if key != 'pot_loop' else '1.0x'
         diff = f"{r['max_abs_diff_' + key]:.2e}" if key != 'pot_loop' else '-'
-        print(f"{label:<30}{r[key + '_ms_median']:>12.2f}{r[key + '_ms_min']:>12.2f}"
-              f'{speed:>10}{diff:>12}')
+        print(f"{label:<36}{r[key + '_ms_median']:>10.2f}{r[key + '_ms_min']:>10.2f}"
+              f'{speed:>9}{diff:>11}')
     print(f"(largest plan entry {r['max_plan_entry']:.3g})")
     for w in r['warnings']:
         print('warning:', w)

@@ -74,9 +74,40 @@ def hardware_name(dev: torch.device) -> str:
     return f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads'
 
 
+def prefix_inputs(model: torch.nn.Module, inputs: dict, dtype=torch.float16) -> dict:
+    """``inputs`` as a frozen-prefix cache would feed them: ``imgs`` / ``text_tokens``
+    replaced by the states entering each tower's first adapted block, stored in ``dtype``
+    (the cache's float16 default; the towers cast them back)."""
+    out = dict(inputs)
+    if 'imgs' in out and getattr(model, 'video_backbone', None) is not None:
+        out['video_prefix'] = model.video_backbone.forward_prefix(out.pop('imgs')).to(dtype)
+    if 'text_tokens' in out and getattr(model, 'text_backbone', None) is not None:
+        out['text_prefix'] = model.text_backbone.forward_prefix(
+            out.pop('text_tokens'), out['text_mask']).to(dtype)
+    return out
+
+
+def compile_blocks(model: torch.nn.Module) -> int:
+    """``torch.compile`` every transformer block of the model's towers in place (parameter
+    names unchanged); returns how many. Blocks are where a step spends its time, and
+    compiling them one by one avoids graph breaks on the towers' Python control flow."""
+    n = 0
+    for module in model.modules():
+        if hasattr(module, 'peft_methods') and hasattr(module, 'blocks'):
+            for block in module.blocks():
+                block.compile()
+                n += 1
+    return n
+
+
 def time_training_steps(model: torch.nn.Module, inputs: dict, samples: list, steps: int,
-                        device: torch.device, lr: float = 1e-4) -> dict:
+                        device: torch.device, lr: float = 1e-4, amp: bool = False,
+                        rounds: Optional[List[dict]] = None) -> dict:
     """Median/min time of full training steps (forward, backward, AdamW), after one warm-up.
+
+    ``amp`` runs forward and loss under bfloat16 autocast (CPU or CUDA; PVLA's solver opts
+    out). ``rounds``: a list of input dicts to alternate between step by step (A/B
+    interleaving on a noisy machine); the result then has per-round ``round_ms_median``.
 
     Returns:
         dict: ``step_ms_median``, ``step_ms_min``, ``losses`` (of the last step), and
@@ -88,22 +119,28 @@ def time_training_steps(model: torch.nn.Module, inputs: dict, samples: list, ste
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for step in range(steps + 1):  # the first step warms up
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        losses = model(inputs, samples, mode='loss')
-        total, _ = model.parse_losses(losses)
-        optim.zero_grad()
-        total.backward()
-        optim.step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        if step:
-            times.append(time.perf_counter() - start)
-    out = dict(step_ms_median=1e3 * statistics.median(times), step_ms_min=1e3 * min(times),
-               losses=losses)
+    variants = rounds or [inputs]
+    times = [[] for _ in variants]
+    for step in range(steps + 1):  # the first step (of each variant) warms up
+        for v, batch in enumerate(variants):
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                losses = model(batch, samples, mode='loss')
+                total, _ = model.parse_losses(losses)
+            optim.zero_grad()
+            total.backward()
+            optim.step()
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            if step:
+                times[v].append(time.perf_counter() - start)
+    out = dict(step_ms_median=1e3 * statistics.median(times[0]),
+               step_ms_min=1e3 * min(times[0]), losses=losses)
+    if rounds:
+        out['round_ms_median'] = [1e3 * statistics.median(t) for t in times]
+        out['round_ms_min'] = [1e3 * min(t) for t in times]
     if device.type == 'cuda':
         out['peak_mem_mib'] = torch.cuda.max_memory_allocated(device) / 2**20
     else:  # ru_maxrss is in KiB on Linux
@@ -114,14 +151,32 @@ def time_training_steps(model: torch.nn.Module, inputs: dict, samples: list, ste
 
 
 def benchmark_model(cfg, batch_size: int, num_clips: int, num_words: int, steps: int,
-                    device: str, inputs: Optional[tuple] = None) -> dict:
-    """Builds ``cfg.model`` and times training steps on synthetic (or given) inputs."""
+                    device: str, inputs: Optional[tuple] = None, prefix_cache: bool = False,
+                    amp: bool = False, compile: bool = False) -> dict:
+    """Builds ``cfg.model`` and times training steps on synthetic (or given) inputs.
+
+    With ``prefix_cache`` the steps alternate between the decoded inputs and the same batch
+    as a float16 frozen-prefix cache feeds it (:func:`prefix_inputs`), and the result adds
+    ``cached_step_ms_median`` and ``cache_speedup`` (ratio of the medians). ``amp``: bfloat16
+    autocast; ``compile``: :func:`compile_blocks`.
+    """
     torch.manual_seed(0)
     dev = torch.device(device)
     model = MODELS.build(cfg.model).to(dev).train()
     rows, table = parameter_report(model)
     inputs, samples = inputs or synthetic_batch(cfg, batch_size, num_clips, num_words, dev)
-    result = time_training_steps(model, inputs, samples, steps, dev)
+    compiled = compile_blocks(model) if compile else 0
+    rounds = None
+    if prefix_cache:
+        with torch.no_grad():
+            rounds = [inputs, prefix_inputs(model, inputs)]
+    result = time_training_steps(model, inputs, samples, steps, dev, amp=amp, rounds=rounds)
+    result.update(amp=amp, compiled_blocks=compiled)
+    if prefix_cache:
+        result['cached_step_ms_median'] = result['round_ms_median'][1]
+        result['cached_step_ms_min'] = result['round_ms_min'][1]
+        result['cache_speedup'] = result['round_ms_median'][0] / result['round_ms_median'][1]
+        result['prefix_start'] = {t.tower_kind: t.prefix_start() for t in model.towers()}
     result.update(device=str(dev), hardware=hardware_name(dev), trainable=rows[-1][1],
                   total=rows[-1][2], param_table=table, param_rows=rows,
                   loss_keys=list(result.pop('losses')),
@@ -129,3 +184,49 @@ def benchmark_model(cfg, batch_size: int, num_clips: int, num_words: int, steps:
     result['model'] = model
     result['inputs'] = inputs
     return result
+
+
+def decode_vs_cache(cfg, video_path: str, num_clips: int, repeat: int = 3,
+                    width: Optional[int] = None, num_tokens: Optional[int] = None) -> dict:
+    """Seconds to decode one video with the config's training transforms against loading
+    its frozen-prefix cache file (float16 ``(T, 1, N, D)``, written to a temporary folder).
+
+    The video is read as ``duration = num_clips * clip_len`` seconds, so it yields
+    ``num_clips`` clips. ``width`` / ``num_tokens`` default to ViT-B/32 at the pipeline's
+    image size (768, 1 + (size / 32)^2).
+    """
+    import os.path as osp
+    import tempfile
+
+    from mmcv.transforms import Compose
+
+    from mmvpeft.apis.prefix_cache import split_pipeline
+    from mmvpeft.datasets.transforms.prefix_loading import prefix_file
+
+    video_tf, _ = split_pipeline(cfg.train_dataloader.dataset.pipeline)
+    if not video_tf:
+        raise ValueError('the config decodes no video (no LoadVideoClips / LoadFrameFolder)')
+    clip_len = float(video_tf[0].get('clip_len', 2.0))
+    load = Compose(video_tf)
+    info = dict(video_path=video_path, vid='bench', qid=0, duration=num_clips * clip_len)
+    decode = []
+    for _ in range(repeat + 1):
+        start = time.perf_counter()
+        out = load(dict(info))
+        decode.append(time.perf_counter() - start)
+    t = len(out['imgs'])
+    size = pipeline_image_size(cfg)
+    n = num_tokens or 1 + (size // 32)**2
+    d = width or 768
+    with tempfile.TemporaryDirectory() as tmp:
+        path = prefix_file(tmp, 'video', info)
+        np.savez(path, states=np.zeros((t, 1, n, d), np.float16), clip_len_eff=clip_len)
+        cached = []
+        for _ in range(repeat + 1):
+            start = time.perf_counter()
+            with np.load(path) as f:
+                f['states']
+            cached.append(time.perf_counter() - start)
+        nbytes = osp.getsize(path)
+    return dict(num_clips=t, decode_s=statistics.median(decode[1:]),
+                cache_load_s=statistics.median(cached[1:]), cache_file_mib=nbytes / 2**20)

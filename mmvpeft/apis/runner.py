@@ -52,6 +52,9 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
     check_hook_args(cfg)
     scale_schedule_to_epochs(cfg)
     cfg.launcher = launcher
+    if cfg.get('prefix_cache'):  # train / test from a frozen-prefix cache
+        from .prefix_cache import use_prefix_cache
+        use_prefix_cache(cfg, cfg.prefix_cache)
     # Set only when asked, so model types without these arguments still build.
     if allow_base_mismatch:
         cfg.model.allow_base_mismatch = True
@@ -67,6 +70,9 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
                                'machine has none. Run without --amp on CPU.')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    subset = (cfg.get('train_dataloader') or {}).get('dataset', {}).get('train_subset')
+    if subset and not subset.get('record'):  # low-resource runs record their subset
+        subset['record'] = osp.join(cfg.work_dir, 'train_subset.json')
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif resume:

@@ -30,18 +30,22 @@ def moment_collate(batch: List[dict]) -> dict:
     """Collate ``PackMomentInputs`` outputs.
 
     Returns:
-        dict: ``inputs`` with ``video_feat (B, T, Dv)`` or ``imgs (B, T, K, 3, H, W)`` and
-        ``video_mask (B, T)``; ``text_feat (B, L, Dt)`` or ``text_tokens (B, L)`` and
+        dict: ``inputs`` with ``video_feat (B, T, Dv)``, ``imgs (B, T, K, 3, H, W)`` or
+        ``video_prefix (B, T, K, N, D)`` (a frozen-prefix cache) and ``video_mask (B, T)``;
+        ``text_prefix (B, L, W)``, ``text_feat (B, L, Dt)`` or ``text_tokens (B, L)`` and
         ``text_mask (B, L)``; ``context_tokens`` / ``context_mask`` (B, C, L) when the items
         have a text context (:func:`collate_context`); ``data_samples``: list of B meta
         dicts.
     """
     inputs = {}
     keys = batch[0]['inputs'].keys()
-    for key in ('video_feat', 'imgs'):
+    for key in ('video_feat', 'imgs', 'video_prefix'):
         if key in keys:
             inputs[key], inputs['video_mask'] = pad_sequences([b['inputs'][key] for b in batch])
-    if 'text_feat' in keys:
+    if 'text_prefix' in keys:  # a prefix cache holds valid tokens only: pad and mask
+        inputs['text_prefix'], inputs['text_mask'] = pad_sequences(
+            [b['inputs']['text_prefix'] for b in batch])
+    elif 'text_feat' in keys:
         inputs['text_feat'], inputs['text_mask'] = pad_sequences(
             [b['inputs']['text_feat'] for b in batch])
     elif 'text_tokens' in keys:

@@ -14,6 +14,7 @@ from mmengine.dataset import BaseDataset
 
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.jsonl import iter_jsonl
+from .low_resource import LowResourceMixin
 from .skip_corrupt import SkipCorruptMixin
 from .validation import check_feature_files, check_moment_record, window_warning
 
@@ -77,7 +78,7 @@ def clip_windows(windows: Sequence[Sequence[float]], duration: float):
 
 
 @DATASETS.register_module()
-class MomentRetrievalDataset(SkipCorruptMixin, BaseDataset):
+class MomentRetrievalDataset(LowResourceMixin, SkipCorruptMixin, BaseDataset):
     """Temporal language grounding over JSON-lines moment annotations.
 
     Args:
@@ -96,6 +97,9 @@ class MomentRetrievalDataset(SkipCorruptMixin, BaseDataset):
             warning naming the file) and another one drawn. In test mode items are never
             skipped silently: the error is raised, since a missing prediction changes metrics.
         indices: optional subset (int: first N queries, or a list of indices).
+        train_subset: low-resource training, e.g. ``dict(fraction=0.1, seed=0)`` or
+            ``dict(count=500)``: a seeded subset stratified by video (see
+            :mod:`mmvpeft.datasets.low_resource`).
         test_mode: evaluation mode.
     """
     ident_key = 'qid'  # named when an unreadable video is skipped

@@ -21,7 +21,11 @@ def parameter_report(model: nn.Module, depth: int = 2,
     trainable ones, down to ``depth`` levels. Each PETL method of a tower adds a row
     ``[tower: Method(layers=...)]`` with the parameters it trains (out of the tower's
     total), and each module class named in ``kinds`` a row ``[ClassName x N]`` summing all
-    its instances (e.g. every READ adapter).
+    its instances (e.g. every READ adapter). A model holding PETL towers (modules with
+    ``peft_methods``, e.g. ``CLIPVisionBackbone``) also gets the budget split the papers
+    quote: ``[adapters: in the towers]`` (what trains inside the towers: adapters, prompts,
+    unfrozen blocks) and ``[task head: outside the towers]`` (encoder, head, temperature),
+    each out of the model's total, right before ``total``.
 
     Returns:
         tuple: rows (last row ``'total'``) and the table as text.
@@ -53,6 +57,11 @@ def parameter_report(model: nn.Module, depth: int = 2,
             rows.append((f'[{kind} x {len(found)}]', sum(c[0] for c in counts),
                          sum(c[1] for c in counts)))
     trainable, total = _count(model)
+    towers = [m for n, m in model.named_modules() if n and hasattr(m, 'peft_methods')]
+    if towers:
+        in_towers = sum(_count(t)[0] for t in towers)
+        rows.append(('[adapters: in the towers]', in_towers, total))
+        rows.append(('[task head: outside the towers]', trainable - in_towers, total))
     rows.append(('total', trainable, total))
     width = max(len(r[0]) for r in rows)
     lines = [f'{"module":<{width}}  {"trainable":>12}  {"total":>12}  {"share":>8}']

@@ -191,3 +191,58 @@ def test_non_finite_cost_only_rejected_on_valid_entries():
     cost[0, 1, 0] = math.inf
     with pytest.raises(ValueError, match='cost must be finite'):
         entropic_partial_wasserstein(a, b, cost, 0.1, 1.0)
+
+
+def test_tol_stops_at_the_kkt_residual():
+    # Rows and columns bind (mass 0.95 of the cap, one very cheap column), so convergence
+    # takes ~1000 iterations: early stopping must wait for the marginals.
+    a, b, cost = _random_problem(seed=3)
+    cost[:, :, 0] -= 1.0
+    mass = 0.95 * torch.minimum(a.sum(1), b.sum(1))
+    tol = 1e-6
+    plan, info = entropic_partial_wasserstein(a, b, cost, 0.05, mass, num_iters=5000,
+                                              tol=tol, return_info=True)
+    k = info['iters']
+    assert 100 < k < 5000 and k % 10 == 0 and info['domain'] == 'exp'
+    assert info['residual'].shape == (4, ) and (info['residual'] <= tol).all()
+    for i in range(4):
+        # It is POT's iterate after k iterations ...
+        torch.testing.assert_close(plan[i], _pot(a[i], b[i], cost[i], 0.05, mass[i], k),
+                                   rtol=1e-9, atol=1e-13)
+        # ... and within ~tol (L1, relative to the mass) of POT's converged plan.
+        converged = torch.from_numpy(np.asarray(ot.partial.entropic_partial_wasserstein(
+            a[i].numpy(), b[i].numpy(), cost[i].numpy(), 0.05, m=float(mass[i]),
+            numItermax=50000, stopThr=1e-15)))
+        assert (plan[i] - converged).abs().sum() / mass[i] < 10 * tol
+    # The log domain stops at the same iteration with the same plan.
+    logd, linfo = entropic_partial_wasserstein(a, b, cost, 0.05, mass, num_iters=5000,
+                                               tol=tol, log_domain=True, return_info=True)
+    assert linfo['iters'] == k and linfo['domain'] == 'log'
+    torch.testing.assert_close(logd, plan, rtol=1e-8, atol=1e-12)
+
+
+def test_auto_domain_switches_on_the_cost_range():
+    a, b, cost = _random_problem(dtype=torch.float32)
+    _, info = entropic_partial_wasserstein(a, b, cost, 0.1, 0.5, num_iters=5, return_info=True)
+    assert info['domain'] == 'exp'  # range 2 / 0.1 = 20 <= 50
+    _, info = entropic_partial_wasserstein(a, b, cost * 4, 0.1, 0.5, num_iters=5,
+                                           return_info=True)
+    assert info['domain'] == 'log'  # range 80 > 50
+    # float64 keeps the multiplicative domain up to a range of 500.
+    _, info = entropic_partial_wasserstein(a.double(), b.double(), cost.double() * 4, 0.1, 0.5,
+                                           num_iters=5, return_info=True)
+    assert info['domain'] == 'exp'
+    # The float32 underflow case of test_log_domain_survives_float32_underflow: auto is exact.
+    c = torch.tensor([[[0., 12.], [12., 24.]]])
+    half = torch.full((1, 2), 0.5)
+    plan = entropic_partial_wasserstein(half, half, c, 0.1, 1.0, num_iters=500)
+    torch.testing.assert_close(plan, torch.full_like(plan, 0.25), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(log_domain='yes'), 'log_domain'), (dict(tol=-1.0), 'tol'),
+    (dict(check_every=0), 'check_every')])
+def test_bad_solver_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        entropic_partial_wasserstein(torch.ones(1, 2) / 2, torch.ones(1, 2) / 2,
+                                     torch.rand(1, 2, 2), 0.1, 0.5, **kwargs)

@@ -40,3 +40,23 @@ def test_report_has_a_row_per_peft_method():
     assert by_name['[video: TokenMixing(layers=[1])]'] == (block, tower_total)
     assert by_name['[video: READ(layers=[0])]'] == (read, tower_total)
     assert rows[-1][1] == block + read
+
+
+def test_report_splits_adapters_from_the_task_head():
+    from mmvpeft.models.backbones import CLIPVisionBackbone
+    cfg = dict(embed_dim=32,
+               vision_cfg=dict(image_size=32, patch_size=16, width=32, layers=2, head_width=16),
+               text_cfg=dict(context_length=16, vocab_size=1000, width=32, heads=2, layers=1))
+    model = nn.Module()
+    model.video = CLIPVisionBackbone(model_cfg=cfg, peft=[dict(type='READ', hidden_dim=4)])
+    model.head = nn.Linear(32, 3)
+    rows, table = parameter_report(model)
+    by_name = {r[0]: r[1:] for r in rows}
+    read = sum(p.numel() for p in model.video.visual.transformer.resblocks[1].read_adapter
+               .parameters())
+    total = sum(p.numel() for p in model.parameters())
+    assert by_name['[adapters: in the towers]'] == (read, total)
+    assert by_name['[task head: outside the towers]'] == (32 * 3 + 3, total)
+    assert rows[-1] == ('total', read + 99, total)
+    assert [r[0] for r in rows[-3:]] == ['[adapters: in the towers]',
+                                         '[task head: outside the towers]', 'total']

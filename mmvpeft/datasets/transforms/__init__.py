@@ -3,6 +3,7 @@
 from .caption_formatting import CLIPTokenizeChunks, PackCaptionInputs
 from .feature_loading import LoadClipFeatures, LoadTextFeatures
 from .formatting import PackMomentInputs
+from .prefix_loading import LoadPrefixCache
 from .frame_sampling import LoadFramesFromFolder, LoadVideoFrames
 from .qa_formatting import PackQAInputs
 from .retrieval_formatting import PackRetrievalInputs
@@ -13,4 +14,5 @@ from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoC
 __all__ = ['LoadClipFeatures', 'LoadTextFeatures', 'PackMomentInputs', 'CLIPTokenize',
            'FormatVideo', 'LoadFrameFolder', 'LoadVideoClips', 'VideoCenterCrop',
            'VideoReadError', 'VideoResize', 'LoadFramesFromFolder', 'LoadVideoFrames',
-           'PackRetrievalInputs', 'CLIPTokenizeChunks', 'PackCaptionInputs', 'PackQAInputs']
+           'PackRetrievalInputs', 'CLIPTokenizeChunks', 'PackCaptionInputs', 'PackQAInputs',
+           'LoadPrefixCache']

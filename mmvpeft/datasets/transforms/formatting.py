@@ -6,7 +6,8 @@ from mmcv.transforms import BaseTransform
 from mmvpeft.registry import TRANSFORMS
 
 # Arrays the model consumes; everything else listed in meta_keys travels as metadata.
-INPUT_KEYS = ('video_feat', 'imgs', 'text_feat', 'text_tokens', 'text_mask')
+INPUT_KEYS = ('video_feat', 'imgs', 'video_prefix', 'text_feat', 'text_tokens', 'text_mask',
+              'text_prefix')
 
 
 @TRANSFORMS.register_module()
@@ -32,16 +33,16 @@ class PackMomentInputs(BaseTransform):
                 value = results[key]
                 inputs[key] = value if isinstance(value, torch.Tensor) else torch.from_numpy(
                     np.ascontiguousarray(value))
-        if not any(k in inputs for k in ('video_feat', 'imgs')):
+        if not any(k in inputs for k in ('video_feat', 'imgs', 'video_prefix')):
             raise KeyError('PackMomentInputs: no video input; the pipeline must add '
                            '"video_feat" (LoadClipFeatures) or "imgs" (LoadVideoClips)')
-        if not any(k in inputs for k in ('text_feat', 'text_tokens')):
+        if not any(k in inputs for k in ('text_feat', 'text_tokens', 'text_prefix')):
             raise KeyError('PackMomentInputs: no text input; the pipeline must add '
                            '"text_feat" (LoadTextFeatures) or "text_tokens" (CLIPTokenize)')
         meta = {k: results[k] for k in self.meta_keys if k in results}
         meta['clip_len'] = float(results.get('clip_len_eff', results.get('clip_len')))
-        meta['num_clips'] = int(len(inputs['video_feat'] if 'video_feat' in inputs
-                                    else inputs['imgs']))
+        video = next(inputs[k] for k in ('video_feat', 'imgs', 'video_prefix') if k in inputs)
+        meta['num_clips'] = int(len(video))
         return dict(inputs=inputs, data_samples=meta)
 
     def __repr__(self):

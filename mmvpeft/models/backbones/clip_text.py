@@ -25,8 +25,8 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
 
     Args:
         model_name, pretrained, model_cfg, frozen, peft, adapter, adapter_layers,
-        init_cfg: as in :class:`CLIPVisionBackbone`; READ runs its recurrence
-            over words, masked by ``text_mask``.
+        prefix_cache, init_cfg: as in :class:`CLIPVisionBackbone`; READ runs its
+            recurrence over words, masked by ``text_mask``.
     """
 
     def __init__(self,
@@ -37,6 +37,7 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
                  peft: Optional[List[dict]] = None,
                  adapter: Optional[dict] = None,
                  adapter_layers: Sequence[int] = (-1, ),
+                 prefix_cache: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg)
@@ -66,19 +67,64 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
 
         self.tower_kind = 'text'
         self.setup_peft(frozen, peft, adapter, adapter_layers)
+        self.setup_prefix_cache(dict(model_name=model_name, pretrained=pretrained,
+                                     model_cfg=model_cfg), prefix_cache)
 
     def blocks(self) -> nn.ModuleList:
         return self.transformer.resblocks
 
-    def forward(self, text_tokens: torch.Tensor,
-                text_mask: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
+    def named_prefix_parameters(self):
+        """Parameters that run before the blocks: token and positional embeddings."""
+        yield from (('token_embedding.' + n, p)
+                    for n, p in self.token_embedding.named_parameters())
+        yield 'positional_embedding', self.positional_embedding
+
+    def _check_text(self, text_tokens, text_mask):
+        if text_tokens.dim() != 2:
+            raise ValueError(f'text_tokens must be (B, L), got {tuple(text_tokens.shape)}')
+        if text_tokens.shape[1] > self.context_length:
+            raise ValueError(f'{text_tokens.shape[1]} tokens exceed the context length '
+                             f'{self.context_length}')
+        if text_mask.shape != text_tokens.shape:
+            raise ValueError(f'text_mask {tuple(text_mask.shape)} does not match '
+                             f'text_tokens {tuple(text_tokens.shape)}')
+
+    @torch.no_grad()
+    def forward_prefix(self, text_tokens: torch.Tensor, text_mask: torch.Tensor,
+                       start: Optional[int] = None) -> torch.Tensor:
+        """Hidden states entering block ``start`` (default :meth:`prefix_start`).
+
+        The blocks are causal, so a valid token's state does not depend on the padding.
+
+        Returns:
+            Tensor: (B, L, W), no graph.
+        """
+        self._check_text(text_tokens, text_mask)
+        length = text_tokens.shape[1]
+        start = self.prefix_start() if start is None else start
+        cast_dtype = self.transformer.get_cast_dtype()
+        x = self.token_embedding(text_tokens).to(cast_dtype)
+        x = x + self.positional_embedding[:length].to(cast_dtype)
+        layout = SequenceLayout(batch_size=len(text_tokens), mask=text_mask.bool())
+        with self.run_blocks(layout):
+            for block in self.blocks()[:start]:
+                x = block(x, attn_mask=self.attn_mask[:length, :length])
+        return x
+
+    def forward(self, text_tokens: Optional[torch.Tensor], text_mask: torch.Tensor,
+                prefix_states: Optional[torch.Tensor] = None
+                ) -> Dict[str, Optional[torch.Tensor]]:
         """Encodes a batch of tokenised queries.
 
         Args:
             text_tokens (Tensor): (B, L) int64 token ids (CLIP tokenizer; EOT is
-                the last valid token), L <= context length.
+                the last valid token), L <= context length. None when
+                ``prefix_states`` is given.
             text_mask (Tensor): (B, L) bool, True up to and including EOT,
                 right-padded.
+            prefix_states (Tensor, optional): (B, L, W) states entering block
+                :meth:`prefix_start` (:meth:`forward_prefix` or a prefix cache);
+                only the blocks from there on run.
 
         Returns:
             dict:
@@ -89,25 +135,30 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
                 - aux (dict): the PETL methods' outputs, e.g. ``read_states``
                   (B, L, r) of READ, with graph, zeros at padding.
         """
-        if text_tokens.dim() != 2:
-            raise ValueError(f'text_tokens must be (B, L), got {tuple(text_tokens.shape)}')
-        b, length = text_tokens.shape
-        if length > self.context_length:
-            raise ValueError(f'{length} tokens exceed the context length {self.context_length}')
-        if text_mask.shape != text_tokens.shape:
-            raise ValueError(f'text_mask {tuple(text_mask.shape)} does not match '
-                             f'text_tokens {tuple(text_tokens.shape)}')
+        if prefix_states is not None:
+            if prefix_states.dim() != 3 or prefix_states.shape[:2] != text_mask.shape:
+                raise ValueError(f'prefix_states must be (B, L, W) matching text_mask '
+                                 f'{tuple(text_mask.shape)}, got {tuple(prefix_states.shape)}')
+        else:
+            self._check_text(text_tokens, text_mask)
+        b, length = text_mask.shape
         text_mask = text_mask.bool()
         lengths = lengths_from_mask(text_mask)
         if (lengths == 0).any():
             raise ValueError('every query needs at least one valid token (its EOT)')
 
         cast_dtype = self.transformer.get_cast_dtype()
-        x = self.token_embedding(text_tokens).to(cast_dtype)
-        x = x + self.positional_embedding[:length].to(cast_dtype)
         layout = SequenceLayout(batch_size=b, mask=text_mask)
-        with self.run_blocks(layout):
-            x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
+        if prefix_states is not None:
+            x = prefix_states.to(cast_dtype)
+            with self.run_blocks(layout):
+                for block in self.blocks()[self.prefix_start():]:
+                    x = block(x, attn_mask=self.attn_mask[:length, :length])
+        else:
+            x = self.token_embedding(text_tokens).to(cast_dtype)
+            x = x + self.positional_embedding[:length].to(cast_dtype)
+            with self.run_blocks(layout):
+                x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
         feats = self.ln_final(x)
 
         # EOT is the last valid token; indexing by the mask (not argmax of ids)

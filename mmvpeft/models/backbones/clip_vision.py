@@ -41,6 +41,17 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
             hidden_dim=32)]``.
         normalize (bool): Normalise input with the CLIP mean/std. uint8 input
             is scaled from [0, 255], float input is taken as [0, 1].
+        pooled_only_last_block (bool): only the CLS token of the last block reaches the
+            output (``'tok'`` pooling), so that block computes attention, MLP and the
+            methods' branches for CLS only (the same feats and READ states, tested).
+            Needs ``'tok'`` pooling and no attention owner (token mixing) in the last
+            block; otherwise it is off. Turn it off for outputs that need every token of
+            the last block (per-frame token sequences). Defaults to False (opt-in:
+            ``configs/read_tacos_budget.py`` turns it on).
+        prefix_cache (str, optional): a frozen-prefix cache folder
+            (``tools/build_prefix_cache.py``) this tower will be fed from
+            (``forward(prefix_states=...)``); its key is checked against this tower
+            when it is built, and a tower whose methods touch block 0 refuses it.
         init_cfg (dict, optional): MMEngine init config.
     """
 
@@ -54,6 +65,8 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
                  adapter_layers: Sequence[int] = (-1, ),
                  adapter_mode: str = 'tokens',
                  normalize: bool = True,
+                 pooled_only_last_block: bool = False,
+                 prefix_cache: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg)
@@ -75,10 +88,73 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
+        self.image_size = tuple(visual.image_size) if isinstance(
+            visual.image_size, (tuple, list)) else (visual.image_size, visual.image_size)
         self.setup_peft(frozen, peft, adapter, adapter_layers, adapter_mode)
+        self.set_pooled_only(pooled_only_last_block)
+        self.setup_prefix_cache(dict(model_name=model_name, pretrained=pretrained,
+                                     model_cfg=model_cfg), prefix_cache)
 
     def blocks(self) -> nn.ModuleList:
         return self.visual.transformer.resblocks
+
+    def set_pooled_only(self, enabled: bool) -> bool:
+        """Enable the last-block CLS-only shortcut where it is exact; returns whether it is on."""
+        from mmvpeft.models.peft.block import as_peft_block
+        v = self.visual
+        last = self.blocks()[-1]
+        ok = (enabled and v.pool_type == 'tok' and v.attn_pool is None
+              and not getattr(v, 'final_ln_after_pool', False)
+              and not getattr(last, 'peft_sites', {}).get('attention')
+              and not getattr(v, 'output_tokens', False))
+        if ok:
+            last = as_peft_block(last, len(self.blocks()) - 1)
+        if hasattr(last, 'peft_sites'):
+            last.peft_pooled_only = bool(ok)
+        self.pooled_only = bool(ok)
+        return self.pooled_only
+
+    def named_prefix_parameters(self):
+        """Parameters that run before the blocks: patch embedding, CLS, positions, ln_pre."""
+        v = self.visual
+        yield from (('conv1.' + n, p) for n, p in v.conv1.named_parameters())
+        yield 'class_embedding', v.class_embedding
+        yield 'positional_embedding', v.positional_embedding
+        yield from (('ln_pre.' + n, p) for n, p in v.ln_pre.named_parameters())
+
+    def _check_imgs(self, imgs: torch.Tensor) -> torch.Tensor:
+        if imgs.dim() == 5:
+            imgs = imgs.unsqueeze(2)
+        if imgs.dim() != 6 or imgs.shape[3] != 3:
+            raise ValueError('imgs must be (B, T, K, 3, H, W) or (B, T, 3, H, W), '
+                             f'got {tuple(imgs.shape)}')
+        if tuple(imgs.shape[-2:]) != tuple(self.visual.image_size):
+            raise ValueError(f'frames are {imgs.shape[-2]}x{imgs.shape[-1]}, the CLIP tower '
+                             f'expects {self.visual.image_size[0]}x{self.visual.image_size[1]}')
+        return imgs
+
+    @torch.no_grad()
+    def forward_prefix(self, imgs: torch.Tensor, start: Optional[int] = None) -> torch.Tensor:
+        """Hidden states entering block ``start`` (default :meth:`prefix_start`).
+
+        Args:
+            imgs (Tensor): (B, T, K, 3, H, W) or (B, T, 3, H, W) frames, as in
+                :meth:`forward`.
+            start (int, optional): first block left out.
+
+        Returns:
+            Tensor: (B, T, K, N, D) per-frame token states (N = 1 + patches), no graph.
+        """
+        imgs = self._check_imgs(imgs)
+        b, t, k = imgs.shape[:3]
+        start = self.prefix_start() if start is None else start
+        x = self.visual._embeds(self._preprocess(imgs.reshape(b * t * k, *imgs.shape[3:])))
+        layout = SequenceLayout(batch_size=b, num_frames=t * k, frames_per_clip=k,
+                                num_prefix_tokens=1, grid_size=self.grid_size)
+        with self.run_blocks(layout):
+            for block in self.blocks()[:start]:
+                x = block(x)
+        return x.reshape(b, t, k, *x.shape[1:])
 
     def _preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         dtype = self.visual.conv1.weight.dtype
@@ -91,18 +167,23 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
         return frames
 
     def forward(self,
-                imgs: torch.Tensor,
+                imgs: Optional[torch.Tensor],
                 mask: Optional[torch.Tensor] = None,
+                prefix_states: Optional[torch.Tensor] = None,
                 return_tokens: bool = False) -> Dict[str, Optional[torch.Tensor]]:
         """Embeds every clip of a batch of videos.
 
         Args:
             imgs (Tensor): (B, T, K, 3, H, W) with K frames per clip, or
                 (B, T, 3, H, W) with one frame per clip; uint8 in [0, 255] or
-                float in [0, 1]. Frames are in time order (clip-major).
+                float in [0, 1]. Frames are in time order (clip-major). None when
+                ``prefix_states`` is given.
             mask (Tensor, optional): (B, T) bool, True at valid clips,
                 right-padded; padded clips never influence valid ones through
                 the PETL methods.
+            prefix_states (Tensor, optional): (B, T, K, N, D) states entering
+                block :meth:`prefix_start` (:meth:`forward_prefix`, or a prefix
+                cache); the tower then runs only the blocks from there on.
             return_tokens (bool): also return every frame's patch tokens (for a
                 decoder's cross-attention memory).
 
@@ -116,15 +197,14 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
                   tokens of the last block after ``ln_post`` (open_clip's
                   ``output_tokens``), P patches of width W per frame.
         """
-        if imgs.dim() == 5:
-            imgs = imgs.unsqueeze(2)
-        if imgs.dim() != 6 or imgs.shape[3] != 3:
-            raise ValueError('imgs must be (B, T, K, 3, H, W) or (B, T, 3, H, W), '
-                             f'got {tuple(imgs.shape)}')
+        if return_tokens and self.pooled_only:
+            raise ValueError('return_tokens needs every token of the last block, but this '
+                             'tower was built with pooled_only_last_block=True (CLS only); '
+                             'build it with pooled_only_last_block=False')
+        if prefix_states is not None:
+            return self._forward_from_prefix(prefix_states, mask, return_tokens)
+        imgs = self._check_imgs(imgs)
         b, t, k, c, h, w = imgs.shape
-        if (h, w) != tuple(self.visual.image_size):
-            raise ValueError(f'frames are {h}x{w}, the CLIP tower expects '
-                             f'{self.visual.image_size[0]}x{self.visual.image_size[1]}')
         frame_mask = None
         if mask is not None:
             if mask.shape != (b, t):
@@ -145,6 +225,34 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
         tokens = None
         if isinstance(pooled, tuple):  # output_tokens=True towers
             pooled, tokens = pooled
+        feats = pooled.reshape(b, t, k, -1).mean(dim=2)
+        out = dict(feats=feats, aux=self.peft_outputs(layout))
+        if return_tokens:
+            out['tokens'] = tokens.reshape(b, t, k, *tokens.shape[1:])
+        return out
+
+    def _forward_from_prefix(self, prefix: torch.Tensor, mask: Optional[torch.Tensor],
+                             return_tokens: bool = False) -> Dict:
+        """:meth:`forward` from (B, T, K, N, D) states entering block :meth:`prefix_start`."""
+        if prefix.dim() != 5 or prefix.shape[-1] != self.width:
+            raise ValueError(f'prefix_states must be (B, T, K, N, {self.width}), '
+                             f'got {tuple(prefix.shape)}')
+        b, t, k, n, d = prefix.shape
+        frame_mask = None
+        if mask is not None:
+            if mask.shape != (b, t):
+                raise ValueError(f'mask must be (B, T) = {(b, t)}, got {tuple(mask.shape)}')
+            frame_mask = mask.bool().repeat_interleave(k, dim=1)
+        x = prefix.reshape(b * t * k, n, d).to(self.visual.conv1.weight.dtype)
+        layout = SequenceLayout(batch_size=b, num_frames=t * k, mask=frame_mask,
+                                frames_per_clip=k, num_prefix_tokens=1,
+                                grid_size=self.grid_size)
+        with self.run_blocks(layout):
+            for block in self.blocks()[self.prefix_start():]:
+                x = block(x)
+        pooled, tokens = self.visual._pool(x)
+        if self.visual.proj is not None:
+            pooled = pooled @ self.visual.proj
         feats = pooled.reshape(b, t, k, -1).mean(dim=2)
         out = dict(feats=feats, aux=self.peft_outputs(layout))
         if return_tokens:

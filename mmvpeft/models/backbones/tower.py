@@ -10,6 +10,7 @@ from mmvpeft.models.peft.base import BasePEFTMethod, apply_peft, collect_outputs
 from mmvpeft.models.peft.block import peft_context
 from mmvpeft.models.peft.layout import SequenceLayout
 from mmvpeft.models.peft.read import legacy_read_cfg
+from . import prefix_cache as _pc
 
 
 class PEFTTowerMixin:
@@ -39,6 +40,30 @@ class PEFTTowerMixin:
         # A plain list, not a ModuleList: the methods' modules already live in the blocks.
         self.peft_methods: List[BasePEFTMethod] = apply_peft(self, cfgs, frozen)
         self.train(self.training)
+
+    def named_prefix_parameters(self):
+        """(name, parameter) pairs of what runs before the first block (embeddings)."""
+        raise NotImplementedError
+
+    def prefix_parameters(self):
+        return (p for _, p in self.named_prefix_parameters())
+
+    def prefix_start(self) -> int:
+        """First block that can change in training; the states entering it can be cached
+        (:mod:`mmvpeft.models.backbones.prefix_cache`)."""
+        return _pc.prefix_start(self)
+
+    def prefix_key(self) -> dict:
+        """Model side of this tower's prefix-cache key (raises when no cache is possible)."""
+        return _pc.prefix_key(self, self.source_cfg, _pc.require_prefix_start(self))
+
+    def setup_prefix_cache(self, source_cfg: dict, cache_dir: Optional[str]) -> None:
+        """Remember the weights' source; with ``cache_dir``, check that cache fits now."""
+        self.source_cfg = source_cfg
+        self.prefix_cache = cache_dir
+        if cache_dir is not None:
+            _pc.check_meta(_pc.read_meta(cache_dir), self.prefix_key(), _pc.MODEL_FIELDS,
+                           f'{cache_dir} ({self.tower_kind} tower)')
 
     def run_blocks(self, layout: SequenceLayout):
         """Context manager: the PETL blocks see ``layout`` during one tower forward."""

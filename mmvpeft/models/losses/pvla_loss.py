@@ -1,5 +1,5 @@
 """PVLA: partial video-language alignment loss (READ, AAAI 2024)."""
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -31,12 +31,18 @@ class PVLALoss(nn.Module):
             units. Defaults to 0.1.
         cost (str): ``'sqeuclidean'`` for ``0.5 * ||x - y||^2`` or ``'cosine'``
             for ``1 - cos(x, y)``. Defaults to ``'sqeuclidean'``.
-        num_iters (int): Solver iterations (always all run). Defaults to 100.
-        log_domain (bool): Use the log-domain solver. The default ``True``
-            keeps the plan exact when ``cost range / eps`` is large (squared
-            distances of unnormalised states grow during training, and
-            ``exp(-C / eps)`` underflows in float32 past a range of ~87);
-            ``False`` is faster but only safe for small cost ranges.
+        num_iters (int): Most solver iterations (all run unless ``tol`` is
+            set). Defaults to 100.
+        log_domain (bool | str): Solver domain. ``'auto'`` (default) runs the
+            fast multiplicative iterations while the batch's ``cost range /
+            eps`` is at most 50 (float32) and the log domain beyond, where
+            ``exp(-C / eps)`` would leave normal floats (squared distances of
+            unnormalised states grow during training); ``True`` / ``False``
+            force one. The plan is the same up to rounding.
+        tol (float, optional): Stop the solver once its KKT residual (marginal
+            violations and slack on active rows / columns, relative to the
+            mass) is at most ``tol``, checked every 10 iterations. None
+            (default) runs all ``num_iters``, POT's iterates exactly.
         normalize_cost (bool): Divide each sample's cost by its (detached)
             maximum over valid pairs before solving, which makes the plan
             invariant to the scale of the states (the effective
@@ -51,7 +57,8 @@ class PVLALoss(nn.Module):
                  eps: float = 0.1,
                  cost: str = 'sqeuclidean',
                  num_iters: int = 100,
-                 log_domain: bool = True,
+                 log_domain: Union[bool, str] = 'auto',
+                 tol: Optional[float] = None,
                  normalize_cost: bool = False,
                  loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -67,13 +74,18 @@ class PVLALoss(nn.Module):
         self.eps = float(eps)
         self.cost = cost
         self.num_iters = num_iters
+        if log_domain not in (True, False, 'auto'):
+            raise ValueError(f"log_domain must be True, False or 'auto', got {log_domain!r}")
+        if tol is not None and not tol >= 0:
+            raise ValueError(f'tol must be None or >= 0, got {tol!r}')
         self.log_domain = log_domain
+        self.tol = tol
         self.normalize_cost = normalize_cost
         self.loss_weight = float(loss_weight)
 
     def extra_repr(self) -> str:
         return (f'mass={self.mass}, eps={self.eps}, cost={self.cost!r}, '
-                f'num_iters={self.num_iters}, log_domain={self.log_domain}, '
+                f'num_iters={self.num_iters}, log_domain={self.log_domain}, tol={self.tol}, '
                 f'normalize_cost={self.normalize_cost}, loss_weight={self.loss_weight}')
 
     @staticmethod
@@ -135,7 +147,7 @@ class PVLALoss(nn.Module):
             solver_cost = solver_cost / scale[:, None, None]
         return entropic_partial_wasserstein(
             a, b, solver_cost, self.eps, self.mass, num_iters=self.num_iters,
-            log_domain=self.log_domain)
+            log_domain=self.log_domain, tol=self.tol)
 
     def plan(self,
              video_states: Tensor,

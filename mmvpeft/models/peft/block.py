@@ -53,6 +53,10 @@ class PEFTBlock(ResidualAttentionBlock):
     peft_sites: Dict[str, List[str]]
     peft_owners: Dict[str, List[str]]
     peft_layout: Optional[SequenceLayout]
+    # Set by a tower on its last block when only token 0 (CLS) reaches the tower's output:
+    # the block then computes attention for that query only, and the MLP and the methods'
+    # branch handlers on that token only (same result for it, tested).
+    peft_pooled_only: bool = False
 
     def _handlers(self, site: str) -> List[nn.Module]:
         return [getattr(self, name) for name in self.peft_sites.get(site, ())]
@@ -72,7 +76,10 @@ class PEFTBlock(ResidualAttentionBlock):
 
         h = self.ln_1(x)
         owner = self._handlers('attention')
-        if owner:
+        if self.peft_pooled_only and not owner and attn_mask is None:
+            a = self.pooled_attention(h)
+            x = x[:, :1]
+        elif owner:
             a = owner[0].attention(self, h, attn_mask, layout)
         elif self.peft_sites.get('qkv') or self.peft_sites.get('attn_out'):
             a = self.peft_attention(h, attn_mask)
@@ -132,6 +139,15 @@ class PEFTBlock(ResidualAttentionBlock):
             attn_mask = attn_mask.to(q.dtype)
         dropout = self.attn.dropout if self.training else 0.0
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        return self.project_out(self.merge_heads(o))
+
+    def pooled_attention(self, h: torch.Tensor) -> torch.Tensor:
+        """Self-attention output of token 0 only: (B, S, D) -> (B, 1, D). Keys and values
+        still come from every token (through :meth:`project_qkv`, so LoRA applies)."""
+        q, k, v = self.project_qkv(h)
+        q, k, v = (self.split_heads(t) for t in (q[:, :1], k, v))
+        dropout = self.attn.dropout if self.training else 0.0
+        o = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         return self.project_out(self.merge_heads(o))
 
     def peft_mlp(self, h: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,12 @@ class VideoLanguageModel(BaseModel):
         allow_partial_load (bool): load a checkpoint with missing, unexpected or
             shape-mismatched weights (a warning instead of an error; torch's
             ``strict=False`` also allows it).
+        pvla_text_start (bool): keep the text start token in the PVLA alignment. Its
+            state is the same for every query (causal attention: position 0 sees only
+            itself, and READ's recurrence starts there), so it carries no query content
+            but still takes 1/L of the text mass. ``False`` aligns words and EOT only
+            (``configs/read_tacos_budget.py``); the default ``True`` keeps earlier
+            configs' behaviour.
     """
 
     def __init__(self,
@@ -51,6 +57,7 @@ class VideoLanguageModel(BaseModel):
                  save_trainable_only: bool = True,
                  allow_base_mismatch: bool = False,
                  allow_partial_load: bool = False,
+                 pvla_text_start: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -59,6 +66,7 @@ class VideoLanguageModel(BaseModel):
         self.pvla_loss = MODELS.build(pvla_loss) if pvla_loss else None
         self.save_trainable_only = save_trainable_only
         self.allow_base_mismatch, self.allow_partial_load = allow_base_mismatch, allow_partial_load
+        self.pvla_text_start = pvla_text_start
         self.base_sources = dict(video_backbone=base_source(video_backbone),
                                  text_backbone=base_source(text_backbone))
         self._register_state_dict_hook(_drop_frozen_params)
@@ -72,6 +80,11 @@ class VideoLanguageModel(BaseModel):
             dict: ``feats`` (B, T, E), ``mask`` (B, T), ``aux`` (the tower's method outputs).
         """
         mask = inputs.get('video_mask')
+        if 'video_prefix' in inputs:  # frozen-prefix cache: states entering block k
+            if self.video_backbone is None:
+                raise KeyError('inputs has "video_prefix" but the model has no video_backbone')
+            out = self.video_backbone(None, mask, prefix_states=inputs['video_prefix'])
+            return dict(feats=out['feats'], mask=mask, aux=out.get('aux', {}))
         if 'imgs' in inputs:
             if self.video_backbone is None:
                 raise KeyError('inputs has "imgs" (raw frames) but the model has no '
@@ -90,6 +103,12 @@ class VideoLanguageModel(BaseModel):
             ``aux``.
         """
         mask = inputs.get('text_mask')
+        if 'text_prefix' in inputs:  # frozen-prefix cache
+            if self.text_backbone is None:
+                raise KeyError('inputs has "text_prefix" but the model has no text_backbone')
+            out = self.text_backbone(None, mask, prefix_states=inputs['text_prefix'])
+            return dict(feats=out['feats'], pooled=out['pooled'], mask=mask,
+                        aux=out.get('aux', {}))
         if 'text_tokens' in inputs:
             if self.text_backbone is None:
                 raise KeyError('inputs has "text_tokens" but the model has no text_backbone')
@@ -119,6 +138,8 @@ class VideoLanguageModel(BaseModel):
         if video_states is None or text_states is None:
             raise RuntimeError(f'pvla_loss is set but the {source} has no READ states for '
                                'both modalities; add READ to both or set pvla_loss=None')
+        if not self.pvla_text_start:  # the start token is the same for every query
+            text_states, text_mask = text_states[:, 1:], text_mask[:, 1:]
         return self.pvla_loss(video_states, text_states, video_mask, text_mask)
 
     def parse_losses(self, losses: Dict[str, torch.Tensor]):
