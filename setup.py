@@ -38,7 +38,7 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     python_requires='>=3.9',
     install_requires=install_requires,
-    extras_require={'tests': ['pytest>=8', 'pycocoevalcap>=1.2', 'rouge-score>=0.1.2'],
+    extras_require={'tests': ['pytest>=8', 'pytest-xdist>=3', 'pycocoevalcap>=1.2', 'rouge-score>=0.1.2'],
                     # captioning / summarization metrics (coco-caption; METEOR and the PTB
                     # tokenizer use Java when it is installed)
                     'caption': ['pycocoevalcap>=1.2'],

@@ -9,6 +9,7 @@ import copy
 import glob
 import json
 import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
@@ -94,8 +95,11 @@ def compare_methods(config: str, methods: Sequence[str], batch_size: int = 2,
     for name in methods:
         args = (config, cfg_options, name, batch_size, num_clips, num_words, steps, device)
         if isolate:
-            with ctx.Pool(1) as pool:
-                r = pool.apply(_measure, args)
+            # A process pool from concurrent.futures, not multiprocessing.Pool: if the child
+            # dies (an import error, out of memory) this raises BrokenProcessPool, where
+            # multiprocessing.Pool would respawn it and wait forever.
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                r = pool.submit(_measure, *args).result()
         else:
             r = _measure(*args)
         r['method'] = name

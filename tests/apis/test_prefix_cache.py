@@ -1,6 +1,7 @@
 """Building a frozen-prefix cache for a config and training from it (read_demo, 4 videos)."""
 import copy
 import os
+import os.path as osp
 
 import pytest
 import torch
@@ -12,9 +13,12 @@ from mmvpeft.datasets import moment_collate
 from mmvpeft.models.backbones.prefix_cache import PrefixCacheError
 from mmvpeft.registry import DATASETS, MODELS
 
+READ_DEMO = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+                     'configs', 'demo', 'read_demo.py')
+
 
 def _cfg(root):
-    cfg = Config.fromfile('configs/demo/read_demo.py')
+    cfg = Config.fromfile(READ_DEMO)
     gen = dict(num_videos=4, duration=6.0, fps=4, size=(64, 64), val_ratio=0.25)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[name].dataset.data_root = str(root / 'data')

@@ -6,8 +6,14 @@ from typing import Dict, List, Optional
 import numpy as np
 from mmcv.transforms import BaseTransform
 
-from mmvpeft.models.backbones.prefix_cache import PrefixCacheError, check_meta, read_meta
 from mmvpeft.registry import TRANSFORMS
+
+
+def _cache_api():
+    # Imported on use: mmvpeft.models imports the datasets (video QA's answer vocabulary),
+    # so a module-level import here would be circular.
+    from mmvpeft.models.backbones import prefix_cache
+    return prefix_cache
 
 
 def prefix_file(cache_dir: str, kind: str, results: Dict) -> str:
@@ -41,16 +47,17 @@ class LoadPrefixCache(BaseTransform):
         if kind not in ('video', 'text'):
             raise ValueError(f"kind must be 'video' or 'text', got {kind!r}")
         self.cache_dir, self.kind = cache_dir, kind
-        meta = read_meta(cache_dir)
+        api = _cache_api()
+        meta = api.read_meta(cache_dir)
         expected = dict(tower='vision' if kind == 'video' else 'text', sampling=sampling,
                         tokenizer=tokenizer)
         fields = ('tower', 'sampling') if kind == 'video' else ('tower', 'tokenizer')
-        check_meta(meta, expected, fields, cache_dir)
+        api.check_meta(meta, expected, fields, cache_dir)
 
     def transform(self, results: Dict) -> Dict:
         path = prefix_file(self.cache_dir, self.kind, results)
         if not osp.isfile(path):
-            raise PrefixCacheError(
+            raise _cache_api().PrefixCacheError(
                 f'prefix cache file {path} not found (qid={results.get("qid")!r}, '
                 f'vid={results.get("vid")!r}): the cache was built for other annotations or '
                 'is incomplete; rerun tools/build_prefix_cache.py (it resumes)')
