@@ -234,7 +234,12 @@ def scale_schedule_to_epochs(cfg: Config) -> Optional[Tuple[float, int]]:
         if bound >= length:
             return epochs
         # Proportional, but a warm-up keeps at least one epoch (at most half the run), so a
-        # very short run does not end up with a warm-up of zero iterations.
+        # very short run does not end up with a warm-up of zero iterations. A run of under
+        # 2 epochs has no room for one: its inner bounds go to 0 (the warm-up is dropped as
+        # empty below and the decay spans the run), since half an epoch can convert to 0
+        # iterations when an epoch is one iteration.
+        if epochs < 2 and bound > 0:
+            return 0
         value = min(max(bound * factor, min(bound, 1)), epochs / 2) if bound > 0 else 0
         return int(value) if float(value).is_integer() else value
 

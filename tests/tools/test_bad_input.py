@@ -431,6 +431,15 @@ def test_short_run_ends_at_the_final_lr_of_its_schedule(trained):
     assert [s['end'] for s in kept.param_scheduler] == [2, 40]  # would end at peak LR
 
 
+def test_one_epoch_run_drops_the_warm_up_and_decays_over_the_run():
+    """max_epochs=1 leaves no room for a whole-epoch warm-up; half an epoch would become 0
+    iterations when an epoch is one iteration (MMEngine then refuses the empty phase)."""
+    from mmvpeft.apis import load_config
+    cfg = load_config(DEMO, cfg_options={'train_cfg.max_epochs': 1})
+    assert [(s['type'], s['begin'], s['end']) for s in cfg.param_scheduler] == [
+        ('CosineAnnealingLR', 0, 1)]
+
+
 # ---------------------------------------------------------------- knobs
 
 def _build(cfg_dict):
