@@ -28,6 +28,7 @@ from mmvpeft.evaluation.functional.qa_metrics import normalize_answer, question_
 from mmvpeft.registry import DATASETS
 from ..moment_dataset import AnnotationError
 from ..skip_corrupt import SkipCorruptMixin
+from ..video_files import VideoFilesMixin
 from .answer_vocab import AnswerVocab, build_answer_vocab
 from .records import read_qa_records, require_str
 
@@ -39,7 +40,7 @@ def _join_root(data_root: Optional[str], path: Optional[str]) -> Optional[str]:
 
 
 @DATASETS.register_module()
-class VideoQADataset(SkipCorruptMixin, BaseDataset):
+class VideoQADataset(VideoFilesMixin, SkipCorruptMixin, BaseDataset):
     """Open-ended video QA; reads the generic JSON-lines layout (module docstring).
 
     ``data_root`` is the one location knob: ``ann_file``, ``video_dir``, ``frame_dir`` and
@@ -137,21 +138,6 @@ class VideoQADataset(SkipCorruptMixin, BaseDataset):
 
     # -- shared logic -------------------------------------------------------------------
 
-    def _require_file(self, path: str, what: str) -> str:
-        if not path or not osp.isfile(path):
-            raise FileNotFoundError(f'{type(self).__name__}: {what} not found: {path!r} '
-                                    f'(data_root={self.data_root!r})')
-        return path
-
-    def _paths(self, q: Dict) -> Dict:
-        paths = {}
-        if self.video_dir is not None:
-            name = q.get('video') or f'{q["vid"]}{self.video_ext or ""}'
-            paths['video_path'] = osp.join(self.video_dir, name)
-        if self.frame_dir is not None:
-            paths['frame_dir'] = osp.join(self.frame_dir, q['vid'])
-        return paths
-
     def load_data_list(self) -> List[dict]:
         questions = self.load_questions()
         if not questions:
@@ -182,7 +168,7 @@ class VideoQADataset(SkipCorruptMixin, BaseDataset):
                 if item['answer_label'] < 0 and self.drop_oov:
                     dropped += 1
                     continue
-            paths = self._paths(q)
+            paths = self.video_paths(q)
             if self.check_files:
                 for key, path in paths.items():
                     exists = osp.isfile(path) if key == 'video_path' else osp.isdir(path)

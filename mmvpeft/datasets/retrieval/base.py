@@ -30,6 +30,7 @@ from mmvpeft.registry import DATASETS
 from mmvpeft.utils.jsonl import iter_jsonl
 from ..moment_dataset import AnnotationError
 from ..skip_corrupt import SkipCorruptMixin
+from ..video_files import VideoFilesMixin
 
 
 def _join_root(data_root: Optional[str], path: Optional[str]) -> Optional[str]:
@@ -63,7 +64,7 @@ def check_captions(captions, where: str, vid) -> List[str]:
 
 
 @DATASETS.register_module()
-class VideoTextRetrievalDataset(SkipCorruptMixin, BaseDataset):
+class VideoTextRetrievalDataset(VideoFilesMixin, SkipCorruptMixin, BaseDataset):
     """Text-video retrieval over a list of captioned videos; reads the generic JSON-lines
     layout (see the module docstring). Subclasses read other layouts.
 
@@ -148,21 +149,6 @@ class VideoTextRetrievalDataset(SkipCorruptMixin, BaseDataset):
 
     # -- shared logic -------------------------------------------------------------------
 
-    def _require_file(self, path: str, what: str) -> str:
-        if not path or not osp.isfile(path):
-            raise FileNotFoundError(f'{type(self).__name__}: {what} not found: {path!r} '
-                                    f'(data_root={self.data_root!r})')
-        return path
-
-    def _video_path(self, video: Dict) -> Dict:
-        paths = {}
-        if self.video_dir is not None:
-            name = video.get('video') or f'{video["vid"]}{self.video_ext or ""}'
-            paths['video_path'] = osp.join(self.video_dir, name)
-        if self.frame_dir is not None:
-            paths['frame_dir'] = osp.join(self.frame_dir, video['vid'])
-        return paths
-
     def load_data_list(self) -> List[dict]:
         videos = self.load_videos()
         if not videos:
@@ -175,7 +161,7 @@ class VideoTextRetrievalDataset(SkipCorruptMixin, BaseDataset):
                 raise AnnotationError(f'{where}: duplicate vid {vid!r} (first at {seen[vid]})')
             seen[vid] = where
             captions = check_captions(video['captions'], where, vid)
-            paths = self._video_path(video)
+            paths = self.video_paths(video)
             if self.check_files:
                 for key, path in paths.items():
                     exists = osp.isfile(path) if key == 'video_path' else osp.isdir(path)
