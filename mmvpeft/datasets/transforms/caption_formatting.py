@@ -57,6 +57,19 @@ class CLIPTokenizeChunks(BaseTransform):
                 f'max_chunks={self.max_chunks})')
 
 
+def pack_context(results: dict, inputs: dict) -> dict:
+    """Copy the text context of :class:`CLIPTokenizeChunks` (``context_tokens`` /
+    ``context_mask``, (C, L) or one chunk (L,)) into ``inputs`` as (C, L) int64 / bool, when
+    the pipeline made one."""
+    if 'context_tokens' in results:
+        tokens = _as_tensor(results['context_tokens']).long()
+        mask = _as_tensor(results['context_mask']).bool()
+        if tokens.ndim == 1:
+            tokens, mask = tokens[None], mask[None]
+        inputs['context_tokens'], inputs['context_mask'] = tokens, mask
+    return inputs
+
+
 @TRANSFORMS.register_module()
 class PackCaptionInputs(PackRetrievalInputs):
     """:class:`PackRetrievalInputs` plus the optional text context.
@@ -73,10 +86,5 @@ class PackCaptionInputs(PackRetrievalInputs):
 
     def transform(self, results: dict) -> dict:
         packed = super().transform(results)
-        if 'context_tokens' in results:
-            tokens = _as_tensor(results['context_tokens']).long()
-            mask = _as_tensor(results['context_mask']).bool()
-            if tokens.ndim == 1:
-                tokens, mask = tokens[None], mask[None]
-            packed['inputs']['context_tokens'], packed['inputs']['context_mask'] = tokens, mask
+        pack_context(results, packed['inputs'])
         return packed

@@ -1,16 +1,11 @@
 """Pack one video question into ``dict(inputs=..., data_samples=...)`` for video QA."""
 from typing import Sequence
 
-import numpy as np
-import torch
 from mmcv.transforms import BaseTransform
 
 from mmvpeft.registry import TRANSFORMS
-
-
-def _as_tensor(value) -> torch.Tensor:
-    return value if isinstance(value, torch.Tensor) else torch.from_numpy(
-        np.ascontiguousarray(value))
+from .caption_formatting import pack_context
+from .retrieval_formatting import _as_tensor
 
 
 @TRANSFORMS.register_module()
@@ -70,12 +65,7 @@ class PackQAInputs(BaseTransform):
             raise ValueError(f'text_tokens/text_mask must both be (L,), got '
                              f'{tuple(tokens.shape)} and {tuple(mask.shape)}{ident}')
         inputs['text_tokens'], inputs['text_mask'] = tokens.long(), mask.bool()
-        if 'context_tokens' in results:  # QA as generation: the question is the context
-            ctx, ctx_mask = _as_tensor(results['context_tokens']), _as_tensor(
-                results['context_mask'])
-            if ctx.ndim == 1:
-                ctx, ctx_mask = ctx[None], ctx_mask[None]
-            inputs['context_tokens'], inputs['context_mask'] = ctx.long(), ctx_mask.bool()
+        pack_context(results, inputs)  # QA as generation: the question is the context
         for key in self.REQUIRED_META:
             if key not in results:
                 raise KeyError(f'PackQAInputs: missing "{key}"{ident}')
