@@ -13,30 +13,17 @@ Resumable: each file is written atomically and a video whose file exists is skip
 interrupted run picks up where it stopped. Unreadable videos are listed in
 ``OUT/extract_report.json`` rather than stopping the run.
 """
-import json
 import os
 import os.path as osp
-import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from mmvpeft.utils.checkpoint import replace_with_umask_mode
+from mmvpeft.utils.fileio import iter_jsonl, savez_atomic, write_json_atomic
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mkv', '.webm', '.mov')
-
-
-def _save_npz(path: str, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(prefix='.part.', suffix='.npz', dir=osp.dirname(path))
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        replace_with_umask_mode(tmp, path)  # mkstemp's 0600 would stick otherwise
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def list_videos(video_dir: str, exts: Sequence[str] = VIDEO_EXTS) -> List[str]:
@@ -116,15 +103,14 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
                 chunk = flat[lo:lo + batch_size].to(device)
                 feats.append(vision(chunk[:, None])['feats'][:, 0].float().cpu())
             feat = torch.cat(feats).reshape(t, k, -1).mean(1).numpy().astype(np.float32)
-            _save_npz(osp.join(video_out, vid + '.npz'), features=feat)
+            savez_atomic(osp.join(video_out, vid + '.npz'), features=feat)
             report['extracted'].append(vid)
         del vision
         if ann_file:
             text = CLIPTextBackbone(**kw).to(device).eval()
             tokenize = CLIPTokenize(model_name=model_name, context_length=text.context_length,
                                     trim_padding=True)
-            with open(ann_file, encoding='utf-8') as f:
-                records = [json.loads(line) for line in f if line.strip()]
+            records = [r for _, r in iter_jsonl(ann_file)]
             for r in tqdm(records, desc='queries', disable=not progress):
                 path = osp.join(text_out, f'qid{r["qid"]}.npz')
                 if osp.isfile(path):
@@ -133,9 +119,8 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
                 tokens = torch.as_tensor(tok['text_tokens'])[None].to(device)
                 mask = torch.as_tensor(tok['text_mask'])[None].bool().to(device)
                 feats = text(tokens, mask)['feats'][0][mask[0]].float().cpu().numpy()
-                _save_npz(path, last_hidden_state=feats.astype(np.float32))
+                savez_atomic(path, last_hidden_state=feats.astype(np.float32))
                 report['queries'] += 1
     report['seconds'] = round(time.time() - t0, 2)
-    with open(osp.join(out_dir, 'extract_report.json'), 'w') as f:
-        json.dump(report, f, indent=1)
+    write_json_atomic(osp.join(out_dir, 'extract_report.json'), report)
     return report

@@ -29,7 +29,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from mmvpeft.registry import DATASETS
-from mmvpeft.utils.jsonl import iter_jsonl
+from mmvpeft.utils.fileio import iter_jsonl
 from .moment_dataset import AnnotationError, MomentRetrievalDataset
 from .validation import check_duration, check_feature_files, check_query, check_unique_qid
 

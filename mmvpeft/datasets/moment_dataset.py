@@ -13,7 +13,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 
 from mmvpeft.registry import DATASETS
-from mmvpeft.utils.jsonl import iter_jsonl
+from mmvpeft.utils.fileio import iter_jsonl
 from .low_resource import LowResourceMixin
 from .skip_corrupt import SkipCorruptMixin
 from .validation import check_feature_files, check_moment_record, window_warning

@@ -13,15 +13,13 @@ CLIP weights by tag) reproduces the trained model exactly; the names must match 
 so a file from another config fails naming the first differing key.
 """
 import json
-import os
 import os.path as osp
-import tempfile
 from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .checkpoint import replace_with_umask_mode
+from .fileio import write_bytes_atomic
 
 FORMAT = 'adapter-v1'
 
@@ -70,23 +68,14 @@ def save_adapter(model: nn.Module, path: str, cfg=None) -> str:
     Returns:
         ``path``.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     if not path.endswith('.safetensors'):
         raise ValueError(f'adapter path must end in .safetensors, got {path!r}')
     tensors = adapter_state_dict(model)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     meta = dict(mmvpeft_format=FORMAT, config=_config_text(cfg),
                 trainable=json.dumps(trainable))
-    out_dir = osp.dirname(osp.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.adapter.', suffix='.tmp', dir=out_dir)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        replace_with_umask_mode(tmp, path)  # mkstemp's 0600 would stick otherwise
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    write_bytes_atomic(path, save(tensors, metadata=meta))
     return path
 
 

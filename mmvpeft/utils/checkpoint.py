@@ -7,16 +7,16 @@
    exactly those types.
 2. MMEngine writes checkpoints with a plain ``open(path, 'wb')``: a crash mid-write leaves a
    truncated file under the final name, which ``--resume auto`` would then pick. Local writes
-   go through a temporary file and an atomic ``os.replace`` instead. The file then gets the
-   mode the umask gives any new file (``tempfile.mkstemp`` alone would leave it 0600).
+   go through :mod:`mmvpeft.utils.fileio` instead (temporary file, fsync, atomic
+   ``os.replace``, the mode the umask gives any new file).
 """
-import os
 import os.path as osp
-import tempfile
 
 import numpy as np
 import torch
 from mmengine.fileio.backends import LocalBackend, register_backend
+
+from .fileio import write_bytes_atomic
 
 
 def _numpy_safe_globals() -> list:
@@ -42,37 +42,12 @@ def allow_mmengine_checkpoint_types() -> None:
     add([HistoryBuffer, ConfigDict, *_numpy_safe_globals()])
 
 
-def umask_file_mode() -> int:
-    """The mode ``open()`` gives a new file under the current umask (0o644 for 022)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def replace_with_umask_mode(tmp: str, path: str) -> None:
-    """``os.replace(tmp, path)`` after giving ``tmp`` the umask's mode (see above)."""
-    os.chmod(tmp, umask_file_mode())
-    os.replace(tmp, path)
-
-
 class AtomicLocalBackend(LocalBackend):
-    """MMEngine's local file backend, writing through a temporary file + ``os.replace``."""
+    """MMEngine's local file backend, writing through :func:`~mmvpeft.utils.fileio.atomic_write`
+    (temporary file, fsync, ``os.replace``)."""
 
     def put(self, obj: bytes, filepath) -> None:
-        filepath = str(filepath)
-        folder = osp.dirname(osp.abspath(filepath))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filepath) + '.', dir=folder)
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                f.write(obj)
-                f.flush()
-                os.fsync(f.fileno())
-            replace_with_umask_mode(tmp, filepath)
-        except BaseException:
-            if osp.exists(tmp):
-                os.remove(tmp)
-            raise
+        write_bytes_atomic(str(filepath), obj)
 
     def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
         self.put(obj.encode(encoding), filepath)

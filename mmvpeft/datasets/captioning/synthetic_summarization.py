@@ -5,7 +5,7 @@ from typing import Dict, List
 import numpy as np
 
 from mmvpeft.registry import DATASETS
-from mmvpeft.utils.jsonl import iter_jsonl
+from mmvpeft.utils.fileio import iter_jsonl
 from ..moment_dataset import AnnotationError
 from ..retrieval.synthetic import SyntheticRetrievalDataset
 

@@ -2,7 +2,7 @@
 import json
 from typing import List, Tuple
 
-from mmvpeft.utils.jsonl import iter_jsonl
+from mmvpeft.utils.fileio import iter_jsonl
 from ..moment_dataset import AnnotationError
 
 

@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.dist import barrier, get_dist_info
 
 from mmvpeft.registry import DATASETS
-from mmvpeft.utils.jsonl import iter_jsonl
+from mmvpeft.utils.fileio import iter_jsonl
 from ..moment_dataset import AnnotationError
 from ..synthetic_retrieval import DIRECTIONS, generate_synthetic_retrieval
 from ..synthetic_video import COLORS, SHAPES

@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 from mmengine.dataset import BaseDataset
 
 from mmvpeft.registry import DATASETS
-from mmvpeft.utils.jsonl import iter_jsonl
+from mmvpeft.utils.fileio import iter_jsonl
 from ..moment_dataset import AnnotationError
 from ..skip_corrupt import SkipCorruptMixin
 from ..video_files import VideoFilesMixin

@@ -19,11 +19,12 @@ Output, with moment_detr's metric names::
 For YouTube Highlights / TVSum ground truth (``label`` and ``domain`` fields) the HD part is
 ``HL-mAP`` and ``HL-{domain}-mAP`` instead. All figures are percentages, unrounded.
 """
-import json
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+
+from mmvpeft.utils.fileio import iter_jsonl
 
 from ._common import match_qids
 from .highlight_metrics import (DOMAIN_PROTOCOLS, SALIENCY_LEVELS, check_saliency,
@@ -50,21 +51,14 @@ def load_jsonl(path: str, what: str = 'file') -> List[dict]:
     """
     records = []
     try:
-        f = open(path, encoding='utf-8')
+        open(path, encoding='utf-8').close()
     except OSError as e:
         raise FileNotFoundError(f'{what} file not readable: {path} ({e})') from e
-    with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SubmissionError(f'{path}:{lineno}: invalid JSON ({e})') from e
-            if not isinstance(record, dict) or 'qid' not in record:
-                raise SubmissionError(f'{path}:{lineno}: each line must be a JSON object with '
-                                      f'a "qid" ({what})')
-            records.append(record)
+    for lineno, record in iter_jsonl(path, SubmissionError):
+        if not isinstance(record, dict) or 'qid' not in record:
+            raise SubmissionError(f'{path}:{lineno}: each line must be a JSON object with '
+                                  f'a "qid" ({what})')
+        records.append(record)
     if not records:
         raise SubmissionError(f'{path}: empty {what} file')
     return records

@@ -1,8 +1,4 @@
 """Write predictions as a moment_detr / QVHighlights submission (``.jsonl``)."""
-import json
-import os
-import os.path as osp
-import tempfile
 from typing import Any, Dict, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
@@ -11,6 +7,7 @@ from mmengine.logging import print_log
 from mmvpeft.evaluation.functional.highlight_metrics import resample_to_label_clips
 from mmvpeft.evaluation.functional.moment_metrics import as_float_array, sort_by_score
 from mmvpeft.registry import METRICS
+from mmvpeft.utils.fileio import write_jsonl
 
 
 def _plain(value: Any) -> Any:
@@ -27,8 +24,8 @@ class MomentSubmissionDumper(BaseMetric):
     to 4 decimals, plus ``"pred_saliency_scores": [float, ...]`` when the sample has them.
     Lines follow the order of the gathered results (dataset order).
 
-    The file is written on rank 0 to a temporary file in the target folder and then moved
-    into place with ``os.replace``, so a reader never sees a half-written file.
+    The file is written on rank 0 with :func:`~mmvpeft.utils.fileio.write_jsonl` (a temporary
+    file in the target folder moved into place), so a reader never sees a half-written file.
 
     Args:
         out_file: path of the ``.jsonl`` file; missing parent folders are created.
@@ -79,21 +76,6 @@ class MomentSubmissionDumper(BaseMetric):
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         """Write ``results`` to :attr:`out_file` atomically; returns ``{}``."""
-        out_dir = osp.dirname(osp.abspath(self.out_file))
-        os.makedirs(out_dir, exist_ok=True)
-        fd, tmp_path = tempfile.mkstemp(
-            prefix=f'.{osp.basename(self.out_file)}.', suffix='.tmp', dir=out_dir)
-        try:
-            with os.fdopen(fd, 'w', encoding='utf-8') as f:
-                for record in results:
-                    f.write(json.dumps(record) + '\n')
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; make it a normal output file
-            os.replace(tmp_path, self.out_file)
-        except BaseException:
-            if osp.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
+        write_jsonl(self.out_file, results)
         print_log(f'wrote {len(results)} predictions to {self.out_file}', logger='current')
         return {}
