@@ -1,18 +1,17 @@
+from .base import AnnotationError, join_root, resolve_item_path
 from .caption_collate import caption_collate
 from .captioning import (How2SummarizationDataset, MSRVTTCaptionDataset,
                          SyntheticSummarizationDataset, VATEXCaptionDataset)
 from .collate import moment_collate, pad_sequences
-from .highlight_dataset import HighlightDataset
-from .moment_dataset import AnnotationError, MomentRetrievalDataset
+from .grounding import (HighlightDataset, MomentRetrievalDataset, SyntheticMomentDataset,
+                        SyntheticVideoMomentDataset)
 from .qa import (AnswerVocab, MSRVTTQADataset, SyntheticQADataset, VideoQADataset,
                  build_answer_vocab)
 from .retrieval import (DiDeMoRetrievalDataset, MSRVTTRetrievalDataset, MSVDRetrievalDataset,
                         SyntheticRetrievalDataset, VideoTextRetrievalDataset)
 from .retrieval_collate import retrieval_collate
-from .synthetic_moment import SyntheticMomentDataset, generate_synthetic_moments
-from .synthetic_retrieval import generate_synthetic_retrieval
-from .synthetic_video import generate_synthetic_videos, split_annotations
-from .synthetic_video_dataset import SyntheticVideoMomentDataset
+from .synthetic import (generate_synthetic_moments, generate_synthetic_retrieval,
+                        generate_synthetic_videos, split_annotations)
 from .transforms import *  # noqa: F401,F403
 
 __all__ = ['HighlightDataset', 'moment_collate', 'pad_sequences', 'AnnotationError', 'MomentRetrievalDataset',
@@ -22,4 +21,5 @@ __all__ = ['HighlightDataset', 'moment_collate', 'pad_sequences', 'AnnotationErr
            'VideoTextRetrievalDataset', 'retrieval_collate', 'generate_synthetic_retrieval',
            'caption_collate', 'How2SummarizationDataset', 'MSRVTTCaptionDataset',
            'SyntheticSummarizationDataset', 'VATEXCaptionDataset', 'AnswerVocab',
-           'build_answer_vocab', 'VideoQADataset', 'MSRVTTQADataset', 'SyntheticQADataset']
+           'build_answer_vocab', 'VideoQADataset', 'MSRVTTQADataset', 'SyntheticQADataset',
+           'join_root', 'resolve_item_path']

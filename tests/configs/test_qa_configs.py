@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from mmvpeft.datasets.synthetic_video import _write_video
+from mmvpeft.datasets.synthetic import write_video
 from mmvpeft.registry import MODELS
 from mmvpeft.utils import parameter_report
 
@@ -23,7 +23,7 @@ def write_msrvtt_qa(root):
     rng = np.random.default_rng(0)
     for n in range(3):
         frames = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
-        _write_video(str(root / 'videos' / f'video{n}.mp4'), frames, 4.0, (32, 32))
+        write_video(str(root / 'videos' / f'video{n}.mp4'), frames, 4.0, (32, 32))
     answers = ['man', 'dog', 'cook', 'man']
     train = [dict(question=f'{w} is it {k}?', answer=answers[k % 4], video_id=k % 2, id=k)
              for k, w in enumerate(['who', 'what', 'how'] * 4)]

@@ -3,7 +3,7 @@ import os.path as osp
 from typing import Dict, List, Optional
 
 from mmvpeft.registry import DATASETS
-from ..moment_dataset import AnnotationError
+from ..base import AnnotationError
 from ..retrieval.base import VideoTextRetrievalDataset
 
 

@@ -3,7 +3,7 @@ import json
 from typing import Dict, List, Optional
 
 from mmvpeft.registry import DATASETS
-from ..moment_dataset import AnnotationError
+from ..base import AnnotationError
 from ..retrieval.base import VideoTextRetrievalDataset, check_captions
 
 

@@ -26,21 +26,13 @@ from mmengine.logging import print_log
 
 from mmvpeft.evaluation.functional.qa_metrics import normalize_answer, question_type
 from mmvpeft.registry import DATASETS
-from ..moment_dataset import AnnotationError
-from ..skip_corrupt import SkipCorruptMixin
-from ..video_files import VideoFilesMixin
+from ..base import AnnotationError, DataRootMixin, SkipCorruptMixin, VideoFilesMixin, join_root
 from .answer_vocab import AnswerVocab, build_answer_vocab
 from .records import read_qa_records, require_str
 
 
-def _join_root(data_root: Optional[str], path: Optional[str]) -> Optional[str]:
-    if path is None or not data_root or osp.isabs(path):
-        return path
-    return osp.join(data_root, path)
-
-
 @DATASETS.register_module()
-class VideoQADataset(VideoFilesMixin, SkipCorruptMixin, BaseDataset):
+class VideoQADataset(VideoFilesMixin, DataRootMixin, SkipCorruptMixin, BaseDataset):
     """Open-ended video QA; reads the generic JSON-lines layout (module docstring).
 
     ``data_root`` is the one location knob: ``ann_file``, ``video_dir``, ``frame_dir`` and
@@ -90,8 +82,8 @@ class VideoQADataset(VideoFilesMixin, SkipCorruptMixin, BaseDataset):
                  test_mode: bool = False,
                  max_refetch: int = 100,
                  **kwargs) -> None:
-        self.video_dir = _join_root(data_root, video_dir)
-        self.frame_dir = _join_root(data_root, frame_dir)
+        self.video_dir = join_root(data_root, video_dir)
+        self.frame_dir = join_root(data_root, frame_dir)
         self.video_ext = video_ext
         self.check_files = check_files
         self.skip_corrupt = skip_corrupt

@@ -15,7 +15,7 @@ import re
 from typing import Optional
 
 from mmvpeft.registry import DATASETS
-from ..moment_dataset import AnnotationError
+from ..base import AnnotationError
 from .base import VideoQADataset
 
 

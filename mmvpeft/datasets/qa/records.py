@@ -3,7 +3,7 @@ import json
 from typing import List, Tuple
 
 from mmvpeft.utils.fileio import iter_jsonl
-from ..moment_dataset import AnnotationError
+from ..base import AnnotationError
 
 
 def read_qa_records(path: str) -> List[Tuple[str, dict]]:

@@ -5,19 +5,10 @@ from mmengine.dist import barrier, get_dist_info
 
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.fileio import iter_jsonl
-from ..moment_dataset import AnnotationError
-from ..synthetic_retrieval import DIRECTIONS, generate_synthetic_retrieval
-from ..synthetic_video import COLORS, SHAPES
+from ..base import AnnotationError
+from ..synthetic.qa import QUESTIONS, SYNTHETIC_ANSWERS  # noqa: F401 (re-exported)
+from ..synthetic.retrieval import generate_synthetic_retrieval
 from .base import VideoQADataset
-
-#: question type -> (question, the annotation field holding its answer)
-QUESTIONS = {
-    'color': ('what color is the shape?', 'color'),
-    'shape': ('what shape is moving?', 'shape'),
-    'direction': ('which way does the shape move?', 'direction'),
-}
-#: Every answer the synthetic questions can have, in label order.
-SYNTHETIC_ANSWERS = tuple(COLORS) + tuple(SHAPES) + tuple(DIRECTIONS)
 
 
 @DATASETS.register_module()
@@ -25,7 +16,7 @@ class SyntheticQADataset(VideoQADataset):
     """Questions about what the synthetic retrieval videos show.
 
     The videos and their attributes come from
-    :func:`~mmvpeft.datasets.synthetic_retrieval.generate_synthetic_retrieval` (written under
+    :func:`~mmvpeft.datasets.synthetic.retrieval.generate_synthetic_retrieval` (written under
     ``data_root`` on first use; rank 0 generates while the others wait). Every video gets
     one question per type in ``question_types``; answers are its colour, shape and
     direction, so answering needs colour, shape *and* motion over time. The val videos

@@ -28,16 +28,7 @@ from mmengine.dataset import BaseDataset
 
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.fileio import iter_jsonl
-from ..moment_dataset import AnnotationError
-from ..skip_corrupt import SkipCorruptMixin
-from ..video_files import VideoFilesMixin
-
-
-def _join_root(data_root: Optional[str], path: Optional[str]) -> Optional[str]:
-    """``data_root/path`` for a relative ``path``; absolute paths and None pass through."""
-    if path is None or not data_root or osp.isabs(path):
-        return path
-    return osp.join(data_root, path)
+from ..base import AnnotationError, DataRootMixin, SkipCorruptMixin, VideoFilesMixin, join_root
 
 
 def check_captions(captions, where: str, vid) -> List[str]:
@@ -64,7 +55,7 @@ def check_captions(captions, where: str, vid) -> List[str]:
 
 
 @DATASETS.register_module()
-class VideoTextRetrievalDataset(VideoFilesMixin, SkipCorruptMixin, BaseDataset):
+class VideoTextRetrievalDataset(VideoFilesMixin, DataRootMixin, SkipCorruptMixin, BaseDataset):
     """Text-video retrieval over a list of captioned videos; reads the generic JSON-lines
     layout (see the module docstring). Subclasses read other layouts.
 
@@ -107,8 +98,8 @@ class VideoTextRetrievalDataset(VideoFilesMixin, SkipCorruptMixin, BaseDataset):
                  test_mode: bool = False,
                  max_refetch: int = 100,
                  **kwargs) -> None:
-        self.video_dir = _join_root(data_root, video_dir)
-        self.frame_dir = _join_root(data_root, frame_dir)
+        self.video_dir = join_root(data_root, video_dir)
+        self.frame_dir = join_root(data_root, frame_dir)
         self.video_ext = video_ext
         self.check_files = check_files
         self.skip_corrupt = skip_corrupt

@@ -18,8 +18,8 @@ import json
 from typing import Dict, List, Optional, Tuple
 
 from mmvpeft.registry import DATASETS
-from ..moment_dataset import AnnotationError
-from .base import VideoTextRetrievalDataset, _join_root
+from ..base import AnnotationError, join_root
+from .base import VideoTextRetrievalDataset
 
 
 @DATASETS.register_module()
@@ -69,7 +69,7 @@ class MSRVTTRetrievalDataset(VideoTextRetrievalDataset):
             return rows, 'sentence' in reader.fieldnames
 
     def load_videos(self) -> List[Dict]:
-        split_file = self._require_file(_join_root(self.data_root, self._split_file),
+        split_file = self._require_file(join_root(self.data_root, self._split_file),
                                         'split_file')
         rows, has_sentence = self._read_csv(split_file)
         videos: Dict[str, Dict] = {}

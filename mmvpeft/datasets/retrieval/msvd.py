@@ -13,8 +13,8 @@ import pickle
 from typing import Dict, List, Optional
 
 from mmvpeft.registry import DATASETS
-from ..moment_dataset import AnnotationError
-from .base import VideoTextRetrievalDataset, _join_root
+from ..base import AnnotationError, join_root
+from .base import VideoTextRetrievalDataset
 
 
 @DATASETS.register_module()
@@ -50,7 +50,7 @@ class MSVDRetrievalDataset(VideoTextRetrievalDataset):
         super().__init__(ann_file=ann_file, video_dir=video_dir, video_ext=video_ext, **kwargs)
 
     def load_videos(self) -> List[Dict]:
-        split_file = self._require_file(_join_root(self.data_root, self._split_file),
+        split_file = self._require_file(join_root(self.data_root, self._split_file),
                                         'split_file')
         ann_file = self._require_file(self.ann_file, 'ann_file (raw-captions.pkl)')
         with open(ann_file, 'rb') as f:

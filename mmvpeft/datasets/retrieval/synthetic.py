@@ -4,7 +4,7 @@ from typing import Optional
 from mmengine.dist import barrier, get_dist_info
 
 from mmvpeft.registry import DATASETS
-from ..synthetic_retrieval import generate_synthetic_retrieval
+from ..synthetic.retrieval import generate_synthetic_retrieval
 from .base import VideoTextRetrievalDataset
 
 
@@ -13,7 +13,7 @@ class SyntheticRetrievalDataset(VideoTextRetrievalDataset):
     """Text-video retrieval on generated videos, for the CPU demo and tests.
 
     The set is written under ``data_root`` on first use (see
-    :func:`~mmvpeft.datasets.synthetic_retrieval.generate_synthetic_retrieval`; it refuses a
+    :func:`~mmvpeft.datasets.synthetic.retrieval.generate_synthetic_retrieval`; it refuses a
     non-empty folder it did not write). Under distributed training rank 0 generates while the
     others wait at a barrier. The pipeline then decodes the mp4 files like real videos.
 

@@ -12,6 +12,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmvpeft.registry import TRANSFORMS
+from ..base import resolve_item_path
 
 
 def _load_array(stem: str, key: str, qid, vid) -> Tuple[np.ndarray, str]:
@@ -69,9 +70,9 @@ class LoadClipFeatures(BaseTransform):
         max_clips: if the video has more clips, evenly subsample them; ``clip_len_eff``
             records the seconds each kept row stands for.
         l2_normalize: L2-normalise each source per row (as moment_detr does).
-        dims: expected width of each source; None takes it from the dataset check at build
-            time (the width most of the folder's files have, see
-            :mod:`mmvpeft.datasets.validation`).
+        dims: expected width of each source, checked per item; None leaves it to the
+            dataset check at build time (a file wider or narrower than most of its folder's
+            files is an error, see :mod:`mmvpeft.datasets.grounding.validation`).
 
     Adds:
         video_feat (T, D) float32, video_feat_files (the files read), num_clips, clip_len,
@@ -91,7 +92,7 @@ class LoadClipFeatures(BaseTransform):
                  dims: Optional[Sequence[int]] = None):
         self.dims = None if dims is None else [int(d) for d in dims]
         self.feat_dirs = [feat_dirs] if isinstance(feat_dirs, str) else list(feat_dirs)
-        for d in self.feat_dirs:
+        for d in filter(osp.isabs, self.feat_dirs):  # relative: under the item's data_root
             _check_dir(d, f'video feature (expects {{vid}}.npz with key "{key}", one row per '
                           f'{clip_len:g} s clip)')
         self.key = key
@@ -102,7 +103,8 @@ class LoadClipFeatures(BaseTransform):
     def transform(self, results: dict) -> dict:
         feats, files = [], []
         for i, d in enumerate(self.feat_dirs):
-            f, path = _load_array(osp.join(d, results['vid']), self.key, results.get('qid'),
+            folder = resolve_item_path(results, d)  # d is relative to the item's data_root
+            f, path = _load_array(osp.join(folder, results['vid']), self.key, results.get('qid'),
                                   results['vid'])
             f = f.astype(np.float32)
             files.append(path)
@@ -147,7 +149,8 @@ class LoadTextFeatures(BaseTransform):
                  l2_normalize: bool = True,
                  dim: Optional[int] = None):
         self.dim = dim
-        _check_dir(feat_dir, f'text feature (expects {prefix}{{qid}}.npz with key "{key}")')
+        if osp.isabs(feat_dir):  # relative: under the item's data_root
+            _check_dir(feat_dir, f'text feature (expects {prefix}{{qid}}.npz with key "{key}")')
         self.feat_dir = feat_dir
         self.key = key
         self.prefix = prefix
@@ -156,7 +159,8 @@ class LoadTextFeatures(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         qid = results['qid']
-        f, path = _load_array(osp.join(self.feat_dir, f'{self.prefix}{qid}'), self.key, qid,
+        f, path = _load_array(osp.join(resolve_item_path(results, self.feat_dir),
+                                       f'{self.prefix}{qid}'), self.key, qid,
                               results.get('vid'))
         f = f.astype(np.float32)
         results['text_feat_file'] = path

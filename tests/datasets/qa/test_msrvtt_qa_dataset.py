@@ -9,7 +9,7 @@ from mmengine.registry import init_default_scope
 from mmvpeft.datasets import AnnotationError
 from mmvpeft.datasets.qa import (SYNTHETIC_ANSWERS, AnswerVocab, MSRVTTQADataset,
                                  SyntheticQADataset, VideoQADataset, build_answer_vocab)
-from mmvpeft.datasets.synthetic_video import _write_video
+from mmvpeft.datasets.synthetic import write_video
 
 TRAIN = [  # answers: man x3 ("Man." normalises to man), cook x2 and dog x2 (a tie), red x1
     dict(question='who is singing?', answer='man', video_id=0, id=0, category_id=1),
@@ -31,7 +31,7 @@ def write_layout(root, train=TRAIN, test=TEST, videos=(0, 1, 2)):
     rng = np.random.default_rng(0)
     for n in videos:
         frames = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
-        _write_video(str(root / 'videos' / f'video{n}.mp4'), frames, 4.0, (32, 32))
+        write_video(str(root / 'videos' / f'video{n}.mp4'), frames, 4.0, (32, 32))
     (root / 'train_qa.json').write_text(json.dumps(train))
     (root / 'test_qa.json').write_text(json.dumps(test))
     return root
@@ -67,7 +67,7 @@ def test_msrvtt_qa_items_oov_dropped_in_training_kept_in_test(tmp_path):
     assert item == dict(qid=1, vid='video0', question='who plays?', answer='man',
                         question_type='who', answer_label=0,
                         video_path=osp.join(str(root), 'videos', 'video0.mp4'),
-                        sample_idx=1)
+                        sample_idx=1, data_root=str(root))
     assert {train.get_data_info(i)['vid'] for i in range(7)} == {'video0', 'video1'}
     test = MSRVTTQADataset(data_root=str(root), split='test', answer_vocab=VOCAB,
                            test_mode=True)

@@ -12,25 +12,22 @@ Files are written once under ``data_root`` in exactly the layout real data uses:
     data_root/text_features/qid{qid}.npz   ['last_hidden_state'] (L, text_dim)
     data_root/synthetic_moment_manifest.json   parameters and the files written
 
-Data safety (:mod:`~mmvpeft.datasets.synthetic_manifest`, the rule of every generator): only
+Data safety (:mod:`~mmvpeft.datasets.synthetic.manifest`, the rule of every generator): only
 files listed in the generator's own manifest are ever deleted; a non-empty ``data_root``
 without it is refused with a ``FileExistsError`` naming the folder.
 """
-import json
 import os
 import os.path as osp
 
 import numpy as np
-from mmengine.dist import barrier, get_dist_info
 
-from mmvpeft.registry import DATASETS
-from .moment_dataset import MomentRetrievalDataset
-from .synthetic_manifest import GeneratorManifest, savez_atomic
+from mmvpeft.utils.fileio import savez_atomic, write_jsonl
+from .manifest import GeneratorManifest
 
 MANIFEST_NAME = 'synthetic_moment_manifest.json'
-_GENERATOR = 'mmvpeft.datasets.synthetic_moment'
+_GENERATOR = 'mmvpeft.datasets.synthetic_moment'  # the old module path: see .manifest
 
-_DEFAULTS = dict(
+DEFAULTS = dict(
     num_train_videos=320, num_val_videos=80, num_concepts=12, video_dim=64, text_dim=48,
     num_fillers=24, clip_len=2.0, min_clips=20, max_clips=40, events=(2, 3),
     event_clips=(2, 10), noise=0.6, seed=0)
@@ -82,15 +79,15 @@ def generate_synthetic_moments(data_root: str, **params) -> str:
 
     Args:
         data_root: output folder.
-        **params: overrides of the generator parameters (see ``_DEFAULTS``).
+        **params: overrides of the generator parameters (see ``DEFAULTS``).
 
     Returns:
         str: ``data_root``.
     """
-    unknown = set(params) - set(_DEFAULTS)
+    unknown = set(params) - set(DEFAULTS)
     if unknown:
         raise TypeError(f'unknown synthetic-data parameter(s): {sorted(unknown)}')
-    p = {**_DEFAULTS, **params}
+    p = {**DEFAULTS, **params}
     p['events'], p['event_clips'] = list(p['events']), list(p['event_clips'])
     # format 2 adds QVHighlights-style saliency to the same features and windows
     params = dict(p, format=2)
@@ -115,36 +112,6 @@ def generate_synthetic_moments(data_root: str, **params) -> str:
         if rel.endswith('.npz'):
             savez_atomic(path, **content)
         else:
-            with open(path + '.tmp', 'w') as f:
-                for r in content:
-                    f.write(json.dumps(r) + '\n')
-            os.replace(path + '.tmp', path)
+            write_jsonl(path, content)
     owner.finish()
     return data_root
-
-
-@DATASETS.register_module()
-class SyntheticMomentDataset(MomentRetrievalDataset):
-    """``MomentRetrievalDataset`` over the synthetic set, generated on first use.
-
-    Args:
-        data_root: where the files are written; relative ``ann_file`` and pipeline feature
-            folders (``clip_features``, ``text_features``) are joined to it.
-        split: ``'train'`` or ``'val'``.
-        generator: overrides of the generator parameters.
-        **kwargs: passed to ``MomentRetrievalDataset`` (pipeline, test_mode, ...).
-    """
-
-    def __init__(self, data_root: str, split: str = 'train', generator: dict = None, **kwargs):
-        if split not in ('train', 'val'):
-            raise ValueError(f'split must be "train" or "val", got {split!r}')
-        # One writer: rank 0 generates while the others wait (they then find it complete).
-        rank, world_size = get_dist_info()
-        if rank == 0:
-            generate_synthetic_moments(data_root, **(generator or {}))
-        if world_size > 1:
-            barrier()
-            if rank != 0:
-                generate_synthetic_moments(data_root, **(generator or {}))
-        super().__init__(ann_file=f'annotations_{split}.jsonl', data_root=data_root, **kwargs)
-

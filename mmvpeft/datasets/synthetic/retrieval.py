@@ -1,9 +1,9 @@
 """Tiny synthetic captioned-video set for a CPU text-video retrieval demo.
 
-Each video shows one coloured shape (:data:`~.synthetic_video.COLORS` x
-:data:`~.synthetic_video.SHAPES`) moving in one direction (right/left/up/down) for its whole
+Each video shows one coloured shape (:data:`~.videos.COLORS` x
+:data:`~.videos.SHAPES`) moving in one direction (right/left/up/down) for its whole
 length over a noisy gray background; its two captions are the two phrasings of
-:data:`~.synthetic_video.QUERY_TEMPLATES` ("a red circle moves to the right", "a red circle
+:data:`~.videos.QUERY_TEMPLATES` ("a red circle moves to the right", "a red circle
 slides from left to right"). Telling videos apart needs colour, shape *and* motion, so a
 model that ignores time cannot exceed chance on the direction.
 
@@ -19,7 +19,7 @@ matches exactly one val video, and they are balanced: with the default 24 val vi
 colour appears 4 times, every direction 6 times and every shape 8 times. Training videos
 cycle over all 72 combinations in a seeded order.
 
-Data safety: the rule of :mod:`~mmvpeft.datasets.synthetic_manifest`, shared by every
+Data safety: the rule of :mod:`~mmvpeft.datasets.synthetic.manifest`, shared by every
 generator: only files its own manifest lists are ever deleted, and a non-empty folder without
 that manifest is refused (``FileExistsError`` naming the folder).
 """
@@ -29,12 +29,12 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from .synthetic_manifest import GeneratorManifest
-from .synthetic_video import COLORS, QUERY_TEMPLATES, SHAPES, _draw_shape, _write_jsonl, \
-    _write_video
+from mmvpeft.utils.fileio import write_jsonl
+from .manifest import GeneratorManifest
+from .videos import COLORS, QUERY_TEMPLATES, SHAPES, draw_shape, write_video
 
 MANIFEST_NAME = 'synthetic_retrieval_manifest.json'
-_GENERATOR = 'mmvpeft.datasets.synthetic_retrieval'
+_GENERATOR = 'mmvpeft.datasets.synthetic_retrieval'  # the old module path: see .manifest
 # Bump when the output for the same parameters changes, to invalidate old sets.
 _GENERATOR_VERSION = 1
 DIRECTIONS = ('right', 'left', 'up', 'down')
@@ -92,7 +92,7 @@ def _make_frames(rng: np.random.Generator, color: str, shape: str, direction: st
         pos = int(round(start + (end - start) * n / max(1, num_frames - 1)))
         frame = background.copy()
         cx, cy = (pos, fixed) if horizontal else (fixed, pos)
-        _draw_shape(frame, shape, cx, cy, r, bgr)
+        draw_shape(frame, shape, cx, cy, r, bgr)
         frames.append(frame)
     return frames
 
@@ -162,11 +162,11 @@ def generate_synthetic_retrieval(root: str,
     for (vid, split, (color, shape, direction)), ss in zip(videos, streams):
         frames = _make_frames(np.random.default_rng(ss), color, shape, direction,
                               num_frames, size)
-        _write_video(osp.join(out['video_dir'], f'{vid}.mp4'), frames, float(fps), size)
+        write_video(osp.join(out['video_dir'], f'{vid}.mp4'), frames, float(fps), size)
         records[split].append(dict(vid=vid, captions=captions_for(color, shape, direction),
                                    video=f'{vid}.mp4', color=color, shape=shape,
                                    direction=direction))
-    _write_jsonl(out['train'], records['train'])
-    _write_jsonl(out['val'], records['val'])
+    write_jsonl(out['train'], records['train'])
+    write_jsonl(out['val'], records['val'])
     owner.finish()
     return out

@@ -8,8 +8,8 @@ import decord
 import numpy as np
 import pytest
 
-from mmvpeft.datasets.synthetic_video import (COLORS, MANIFEST_NAME, SHAPES,
-                                              generate_synthetic_videos, split_annotations)
+from mmvpeft.datasets.synthetic.videos import (COLORS, MANIFEST_NAME, SHAPES,
+                                               generate_synthetic_videos, split_annotations)
 
 SMALL = dict(num_videos=5, duration=12.0, fps=4, size=(80, 48), seed=3)
 

@@ -8,7 +8,7 @@ import torch
 
 from mmvpeft.datasets import (AnnotationError, How2SummarizationDataset, MSRVTTCaptionDataset,
                               VATEXCaptionDataset, caption_collate)
-from mmvpeft.datasets.captioning import synthetic_summary, synthetic_transcript
+from mmvpeft.datasets.synthetic import synthetic_summary, synthetic_transcript
 from mmvpeft.datasets.transforms import CLIPTokenizeChunks, PackCaptionInputs
 
 

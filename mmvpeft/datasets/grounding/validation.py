@@ -4,8 +4,9 @@ or scoring silently wrong.
 
 * :func:`check_moment_record`: duration present, finite and > 0; query not blank; qid unique
   in the file; every window two finite numbers with start < end.
-* :func:`check_feature_files`: reads the array headers of every video's (and query's)
-  feature file once: a truncated file is an error naming it, a file whose width differs from
+* :func:`check_feature_files` (reads the pipeline's transforms, never changes them): each
+  feature folder must exist under ``data_root``; reads the array headers of every video's
+  (and query's) feature file once: a truncated file is an error naming it, a file whose width differs from
   the rest of its folder is an error naming it and the expected width, and videos whose
   features cover less than their annotated duration (by more than one clip: the last clip
   of a video is often cut) give one warning with their count and the worst ratio.
@@ -18,6 +19,8 @@ from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from ..base import join_root
 
 
 def _fail(error, ann_file, lineno, qid, what):
@@ -147,15 +150,31 @@ def _majority_width(shapes: Dict[str, Tuple[int, ...]], folder: str, what: str) 
     return expected
 
 
-def check_feature_files(data_list: List[dict], transforms, ann_file: str) -> None:
+def _feature_folder(data_root: Optional[str], folder: str, what: str) -> str:
+    """``folder`` joined to ``data_root`` as the loaders will join it; an error naming it
+    when it is not there."""
+    path = join_root(data_root, folder)
+    if not osp.isdir(path):
+        raise FileNotFoundError(f'{what} folder not found: {path} (feat_dir {folder!r}, '
+                                f'data_root={data_root!r}). See README "Data layout" for '
+                                'where the public feature releases go.')
+    return path
+
+
+def check_feature_files(data_list: List[dict], transforms, ann_file: str,
+                        data_root: Optional[str] = None) -> None:
     """Header checks of the feature files a dataset's pipeline will read (see module doc).
+
+    Reads the transforms' settings and never changes them: the folders are joined to
+    ``data_root`` here as the loaders join them to each item's ``data_root``.
 
     Args:
         data_list: the dataset's records (``vid``, ``qid``, ``duration``).
         transforms: the dataset's built pipeline transforms.
         ann_file: named in the warning.
+        data_root: the dataset's ``data_root`` (relative feature folders are under it).
     """
-    from .transforms.feature_loading import LoadClipFeatures, LoadTextFeatures
+    from ..transforms import LoadClipFeatures, LoadTextFeatures
     for t in transforms:
         if isinstance(t, LoadClipFeatures):
             durations = {}
@@ -163,6 +182,7 @@ def check_feature_files(data_list: List[dict], transforms, ann_file: str) -> Non
                 durations.setdefault(r['vid'], r['duration'])
             dims, lengths = [], {}
             for folder in t.feat_dirs:
+                folder = _feature_folder(data_root, folder, 'video feature')
                 shapes = {}
                 for vid in durations:
                     path = _feature_file(osp.join(folder, vid))
@@ -170,8 +190,11 @@ def check_feature_files(data_list: List[dict], transforms, ann_file: str) -> Non
                         shapes[path] = _shape_or_error(path, t.key, f'vid={vid!r}')
                         lengths.setdefault(vid, []).append(shapes[path][0])
                 dims.append(_majority_width(shapes, folder, 'video feature'))
-            if t.dims is None and all(d is not None for d in dims):
-                t.dims = dims  # the per-item check then names any file that differs
+            if t.dims is not None:
+                for folder, dim, want in zip(t.feat_dirs, dims, t.dims):
+                    if dim is not None and dim != want:
+                        raise ValueError(f'the feature files of {join_root(data_root, folder)} '
+                                         f'are {dim} wide, but the pipeline sets dims={want}')
             short = []
             for vid, rows in lengths.items():
                 covered = min(rows) * t.clip_len
@@ -186,11 +209,13 @@ def check_feature_files(data_list: List[dict], transforms, ann_file: str) -> Non
                     f'ratio {ratio:.2f}); windows past the features cannot be found, which '
                     'lowers the scores. Check clip_len and the feature extraction.')
         elif isinstance(t, LoadTextFeatures):
+            folder = _feature_folder(data_root, t.feat_dir, 'text feature')
             shapes = {}
             for r in data_list:
-                path = _feature_file(osp.join(t.feat_dir, f'{t.prefix}{r["qid"]}'))
+                path = _feature_file(osp.join(folder, f'{t.prefix}{r["qid"]}'))
                 if path is not None:
                     shapes[path] = _shape_or_error(path, t.key, f'qid={r["qid"]!r}')
-            dim = _majority_width(shapes, t.feat_dir, 'text feature')
-            if t.dim is None:
-                t.dim = dim
+            dim = _majority_width(shapes, folder, 'text feature')
+            if t.dim is not None and dim is not None and dim != t.dim:
+                raise ValueError(f'the feature files of {folder} are {dim} wide, but the '
+                                 f'pipeline sets dim={t.dim}')

@@ -30,7 +30,8 @@ import numpy as np
 
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.fileio import iter_jsonl
-from .moment_dataset import AnnotationError, MomentRetrievalDataset
+from ..base import AnnotationError
+from .moment import MomentRetrievalDataset
 from .validation import check_duration, check_feature_files, check_query, check_unique_qid
 
 TEXT_SOURCES = ('domain', 'query', 'none')
@@ -146,5 +147,6 @@ class HighlightDataset(MomentRetrievalDataset):
         if not data_list:
             raise AnnotationError(f'{ann_file}: no usable video'
                                   + (f' in domains {self.domains}' if self.domains else ''))
-        check_feature_files(data_list, getattr(self.pipeline, 'transforms', []), ann_file)
+        check_feature_files(data_list, getattr(self.pipeline, 'transforms', []), ann_file,
+                            self.data_root)
         return data_list
