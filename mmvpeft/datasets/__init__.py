@@ -14,7 +14,8 @@ from .synthetic import (generate_synthetic_moments, generate_synthetic_retrieval
                         generate_synthetic_videos, split_annotations)
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ['HighlightDataset', 'moment_collate', 'pad_sequences', 'AnnotationError', 'MomentRetrievalDataset',
+__all__ = ['HighlightDataset', 'moment_collate', 'pad_sequences', 'AnnotationError',
+           'MomentRetrievalDataset',
            'SyntheticMomentDataset', 'generate_synthetic_moments', 'generate_synthetic_videos',
            'split_annotations', 'SyntheticVideoMomentDataset', 'DiDeMoRetrievalDataset',
            'MSRVTTRetrievalDataset', 'MSVDRetrievalDataset', 'SyntheticRetrievalDataset',

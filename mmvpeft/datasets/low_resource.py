@@ -1,18 +1,19 @@
-"""Low-resource training: a seeded subset of the training queries, stratified by video.
+"""Low-resource training: a seeded subset of the training items, stratified by video.
 
 READ is evaluated as a low-resource method: train on a fraction (or a fixed number) of the
-training queries. :class:`LowResourceMixin` adds ``train_subset=dict(fraction=0.1, seed=0)``
-(or ``count=500``) to a dataset; the subset is drawn in MMEngine's ``filter_data`` step, so it
-composes with ``indices`` and serialisation, and it is written to ``record`` (a JSON file in
-the work dir: the qids kept, per video) so a run can be reproduced and audited.
+training items. :class:`LowResourceMixin` adds ``train_subset=dict(fraction=0.1, seed=0)``
+(or ``count=500``) to the dataset of every task (grounding and highlight queries, retrieval
+and captioning (video, caption) pairs, QA questions); the subset is drawn in MMEngine's
+``filter_data`` step, so it composes with ``indices`` and serialisation, and it is written
+atomically to ``record`` (a JSON file in the work dir: the stable ids of the items kept, per
+video) so a run can be reproduced and audited.
 """
-import json
 import math
-import os
-import os.path as osp
 from typing import Dict, List, Optional
 
 import numpy as np
+
+from mmvpeft.utils.fileio import write_json_atomic
 
 
 def stratified_subset(data_list: List[dict], fraction: Optional[float] = None,
@@ -39,7 +40,7 @@ def stratified_subset(data_list: List[dict], fraction: Optional[float] = None,
     else:
         if not (isinstance(count, int) and 0 < count <= n):
             raise ValueError(f'train_subset count must be an int in 1..{n} (the training '
-                             f'queries), got {count!r}')
+                             f'items), got {count!r}')
         target = count
     rng = np.random.default_rng(seed)
     groups: Dict[str, List[int]] = {}
@@ -62,11 +63,19 @@ def stratified_subset(data_list: List[dict], fraction: Optional[float] = None,
 class LowResourceMixin:
     """Adds ``train_subset`` to a dataset (put it first among the bases).
 
+    Items must carry ``vid`` (the stratum) and a stable id (:meth:`subset_item_id`, by
+    default the ``subset_id_key`` field: ``qid``), recorded so a run can be audited.
+
     Args:
-        train_subset (dict, optional): ``fraction`` (0, 1] or ``count`` queries, ``seed``
+        train_subset (dict, optional): ``fraction`` (0, 1] or ``count`` items, ``seed``
             (default 0), ``record`` (JSON path to write the subset to; ``tools/train.py``
             sets it to ``WORK_DIR/train_subset.json``).
     """
+    subset_id_key: str = 'qid'
+
+    def subset_item_id(self, info: dict):
+        """The stable id of one data item, written to the subset record."""
+        return info[self.subset_id_key]
 
     def __init__(self, *args, train_subset: Optional[dict] = None, **kwargs):
         if train_subset is not None:
@@ -86,16 +95,16 @@ class LowResourceMixin:
         keep = stratified_subset(data_list, cfg.get('fraction'), cfg.get('count'), seed)
         subset = [data_list[i] for i in keep]
         if cfg.get('record'):
+            ids = [self.subset_item_id(info) for info in subset]
             per_video: Dict[str, List] = {}
-            for info in subset:
-                per_video.setdefault(str(info['vid']), []).append(info['qid'])
+            for info, ident in zip(subset, ids):
+                per_video.setdefault(str(info['vid']), []).append(ident)
             record = dict(ann_file=getattr(self, 'ann_file', None), fraction=cfg.get('fraction'),
-                          count=cfg.get('count'), seed=seed, num_queries=len(data_list),
-                          num_kept=len(subset), num_videos=len({str(d['vid'])
-                                                                for d in data_list}),
-                          num_videos_kept=len(per_video), qids=[d['qid'] for d in subset],
-                          per_video=per_video)
-            os.makedirs(osp.dirname(osp.abspath(cfg['record'])), exist_ok=True)
-            with open(cfg['record'], 'w', encoding='utf-8') as f:
-                json.dump(record, f, indent=1)
+                          count=cfg.get('count'), seed=seed, id_key=self.subset_id_key,
+                          num_items=len(data_list), num_kept=len(subset),
+                          num_videos=len({str(d['vid']) for d in data_list}),
+                          num_videos_kept=len(per_video), ids=ids, per_video=per_video)
+            if self.subset_id_key == 'qid':  # the field names of the first (grounding) records
+                record.update(num_queries=len(data_list), qids=ids)
+            write_json_atomic(cfg['record'], record)
         return subset

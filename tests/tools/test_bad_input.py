@@ -454,13 +454,21 @@ def test_data_root_from_cfg_options_and_from_a_child_config(tmp_path):
     root = _qvh_copy(tmp_path, _records())
     ds = _build_train_set(root)
     assert ds.ann_file == osp.join(str(root), 'annotations', 'highlight_train_release.jsonl')
-    assert ds.pipeline.transforms[0].feat_dirs == [osp.join(str(root), 'clip_features')]
+    # The pipeline is left as configured; the item carries data_root and the loader joins
+    # its relative folder to it.
+    assert ds.pipeline.transforms[0].feat_dirs == ['clip_features']
+    item = ds.get_data_info(0)
+    assert item['data_root'] == str(root)
+    assert ds.pipeline.transforms[0](item)['video_feat_files'][0].startswith(
+        osp.join(str(root), 'clip_features') + os.sep)
     child = tmp_path / 'mine.py'
     child.write_text(f'_base_ = [{QVH_FEATURES!r}]\ndata_root = {str(root)!r}\n')
     DATASETS, _, _ = _build(None)
     ds = DATASETS.build(load_config(str(child)).val_dataloader.dataset)
     assert ds.ann_file == osp.join(str(root), 'annotations', 'highlight_val_release.jsonl')
-    assert ds.pipeline.transforms[1].feat_dir == osp.join(str(root), 'clip_text_features')
+    item = ds.get_data_info(0)
+    assert ds.pipeline.transforms[1](item)['text_feat_file'].startswith(
+        osp.join(str(root), 'clip_text_features') + os.sep)
 
 
 

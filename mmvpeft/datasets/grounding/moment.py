@@ -52,7 +52,8 @@ def clip_windows(windows: Sequence[Sequence[float]], duration: float):
 
 
 @DATASETS.register_module()
-class MomentRetrievalDataset(LowResourceMixin, DataRootMixin, SkipCorruptMixin, BaseDataset):
+class MomentRetrievalDataset(LowResourceMixin, DataRootMixin, SkipCorruptMixin,
+                             BaseDataset):
     """Temporal language grounding over JSON-lines moment annotations.
 
     Args:

@@ -6,10 +6,11 @@ or scoring silently wrong.
   in the file; every window two finite numbers with start < end.
 * :func:`check_feature_files` (reads the pipeline's transforms, never changes them): each
   feature folder must exist under ``data_root``; reads the array headers of every video's
-  (and query's) feature file once: a truncated file is an error naming it, a file whose width differs from
-  the rest of its folder is an error naming it and the expected width, and videos whose
-  features cover less than their annotated duration (by more than one clip: the last clip
-  of a video is often cut) give one warning with their count and the worst ratio.
+  (and query's) feature file once: a truncated file is an error naming it, a file whose
+  width differs from the rest of its folder (or from the transform's ``dims``) is an error
+  naming it and the expected width, and videos whose features cover less than their
+  annotated duration (by more than one clip: the last clip of a video is often cut) give
+  one warning with their count and the worst ratio.
 """
 import math
 import os.path as osp

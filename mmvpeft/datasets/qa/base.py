@@ -27,12 +27,14 @@ from mmengine.logging import print_log
 from mmvpeft.evaluation.functional.qa_metrics import normalize_answer, question_type
 from mmvpeft.registry import DATASETS
 from ..base import AnnotationError, DataRootMixin, SkipCorruptMixin, VideoFilesMixin, join_root
+from ..low_resource import LowResourceMixin
 from .answer_vocab import AnswerVocab, build_answer_vocab
 from .records import read_qa_records, require_str
 
 
 @DATASETS.register_module()
-class VideoQADataset(VideoFilesMixin, DataRootMixin, SkipCorruptMixin, BaseDataset):
+class VideoQADataset(LowResourceMixin, VideoFilesMixin, DataRootMixin, SkipCorruptMixin,
+                     BaseDataset):
     """Open-ended video QA; reads the generic JSON-lines layout (module docstring).
 
     ``data_root`` is the one location knob: ``ann_file``, ``video_dir``, ``frame_dir`` and
@@ -57,6 +59,9 @@ class VideoQADataset(VideoFilesMixin, DataRootMixin, SkipCorruptMixin, BaseDatas
         check_files: Check at build time that every video file (frame folder) exists.
         skip_corrupt: In training, skip an item whose video cannot be decoded.
         indices: Optional subset.
+        train_subset: Low-resource training, e.g. ``dict(fraction=0.1, seed=0)`` or
+            ``dict(count=500)``: a seeded subset of the questions stratified by video,
+            recorded by qid (:mod:`mmvpeft.datasets.low_resource`).
         test_mode: Evaluation (keeps out-of-vocabulary questions).
         **kwargs: Passed to ``mmengine.dataset.BaseDataset``.
 

@@ -29,6 +29,7 @@ from mmengine.dataset import BaseDataset
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.fileio import iter_jsonl
 from ..base import AnnotationError, DataRootMixin, SkipCorruptMixin, VideoFilesMixin, join_root
+from ..low_resource import LowResourceMixin
 
 
 def check_captions(captions, where: str, vid) -> List[str]:
@@ -55,7 +56,8 @@ def check_captions(captions, where: str, vid) -> List[str]:
 
 
 @DATASETS.register_module()
-class VideoTextRetrievalDataset(VideoFilesMixin, DataRootMixin, SkipCorruptMixin, BaseDataset):
+class VideoTextRetrievalDataset(LowResourceMixin, VideoFilesMixin, DataRootMixin, SkipCorruptMixin,
+                                BaseDataset):
     """Text-video retrieval over a list of captioned videos; reads the generic JSON-lines
     layout (see the module docstring). Subclasses read other layouts.
 
@@ -78,12 +80,22 @@ class VideoTextRetrievalDataset(VideoFilesMixin, DataRootMixin, SkipCorruptMixin
             warning naming it (another one is drawn). Never in test mode, where a missing
             video would change the metrics.
         indices: Optional subset (int: the first N items, or a list of indices).
+        train_subset: Low-resource training, e.g. ``dict(fraction=0.1, seed=0)`` or
+            ``dict(count=500)``: a seeded subset of the (video, caption) items stratified by
+            video, recorded by caption id (:mod:`mmvpeft.datasets.low_resource`).
         test_mode: One item per video with all captions (see the module docstring).
         **kwargs: Passed to ``mmengine.dataset.BaseDataset``.
 
     Raises:
         AnnotationError: a malformed annotation; the message names file, line or field, vid.
     """
+
+    subset_id_key = 'caption_id'  # named in the subset record
+
+    def subset_item_id(self, info: dict) -> str:
+        """A training item's caption id (``{vid}#{k}``); a test item's ``vid``."""
+        ids = info['caption_ids']
+        return ids[0] if len(ids) == 1 and not self.test_mode else info['vid']
 
     def __init__(self,
                  ann_file: str = '',

@@ -110,3 +110,16 @@ def test_collate_pads_chunks():
     assert out['context_tokens'].shape == (2, 2, 4)
     assert out['context_mask'].tolist()[1] == [[True] * 4, [False] * 4]
     assert torch.equal(out['text_video_index'], torch.tensor([0, 1]))
+
+
+def test_train_subset_on_captioning(tmp_path):
+    write_msrvtt(tmp_path, counts=(5, 2, 3), per_video=4)
+    record = tmp_path / 'work' / 'subset.json'
+    kw = dict(data_root=str(tmp_path), check_files=False, split='train')
+    ds = MSRVTTCaptionDataset(train_subset=dict(count=5, seed=0, record=str(record)), **kw)
+    assert len(ds) == 5 and len(MSRVTTCaptionDataset(**kw)) == 20
+    saved = json.loads(record.read_text())
+    assert saved['ids'] == [ds.get_data_info(i)['caption_ids'][0] for i in range(5)]
+    assert saved['num_videos_kept'] == 5  # one caption from each of the 5 training videos
+    with pytest.raises(ValueError, match=r'count must be an int in 1..20'):
+        MSRVTTCaptionDataset(train_subset=dict(count=21), **kw)

@@ -141,3 +141,18 @@ def test_synthetic_qa_questions_follow_the_drawn_attributes_and_decode(tmp_path)
     assert tuple(out['inputs']['imgs'].shape) == (4, 1, 3, 32, 32)
     assert out['inputs']['text_mask'].all() and out['inputs']['text_tokens'].ndim == 1
     assert out['data_samples']['answer_label'] == SYNTHETIC_ANSWERS.index(records[0]['color'])
+
+
+def test_train_subset_on_qa_records_qids(tmp_path):
+    root = write_layout(tmp_path)
+    record = tmp_path / 'work' / 'train_subset.json'
+    ds = MSRVTTQADataset(data_root=str(root), split='train',
+                         train_subset=dict(fraction=0.5, seed=0, record=str(record)))
+    assert len(ds) == 4  # half of the 8 training questions
+    saved = json.loads(record.read_text())
+    qids = [ds.get_data_info(i)['qid'] for i in range(4)]
+    assert saved['id_key'] == 'qid' and saved['ids'] == saved['qids'] == qids
+    # stratified: video0 and video1 hold 4 questions each, so each keeps 2
+    assert sorted(len(v) for v in saved['per_video'].values()) == [2, 2]
+    with pytest.raises(ValueError, match='unknown keys'):
+        MSRVTTQADataset(data_root=str(root), split='train', train_subset=dict(frac=0.5))

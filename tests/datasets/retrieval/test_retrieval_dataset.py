@@ -329,3 +329,30 @@ def test_didemo_errors(didemo):
     (didemo / 'train_data.json').write_text(json.dumps([dict(description='x')]))
     with pytest.raises(AnnotationError, match=r'train_data.json\[0\]: field "video"'):
         DiDeMoRetrievalDataset(data_root=str(didemo), split='train')
+
+
+def test_train_subset_samples_captions_stratified_by_video_and_records_caption_ids(tmp_path,
+                                                                                    mp4):
+    root = tmp_path / 'subset'
+    put_videos(mp4, root / 'videos', [f'v{i}.mp4' for i in range(4)])
+    write_jsonl(root / 'ann.jsonl', [dict(vid=f'v{i}', captions=[f'caption {k} of v{i}'
+                                                                  for k in range(4)])
+                                     for i in range(4)])
+    record = tmp_path / 'work' / 'train_subset.json'
+    cfg = dict(type='VideoTextRetrievalDataset', data_root=str(root), ann_file='ann.jsonl',
+               video_dir='videos', train_subset=dict(fraction=0.5, seed=2, record=str(record)))
+    ds = DATASETS.build(cfg)
+    assert len(ds) == 8  # half of the 16 (video, caption) pairs, two per video
+    kept = [ds.get_data_info(i)['caption_ids'][0] for i in range(len(ds))]
+    saved = json.loads(record.read_text())
+    assert saved['id_key'] == 'caption_id' and saved['ids'] == kept
+    assert saved['num_items'] == 16 and saved['num_kept'] == 8
+    assert {v: len(ids) for v, ids in saved['per_video'].items()} == {f'v{i}': 2
+                                                                       for i in range(4)}
+    # the caption an item holds is the one its recorded id names
+    for i, cid in enumerate(kept):
+        vid, k = cid.split('#')
+        assert ds.get_data_info(i)['captions'] == [f'caption {k} of {vid}']
+    assert [DATASETS.build(cfg).get_data_info(i)['caption_ids'][0] for i in range(8)] == kept
+    other = DATASETS.build(dict(cfg, train_subset=dict(fraction=0.5, seed=3)))
+    assert [other.get_data_info(i)['caption_ids'][0] for i in range(8)] != kept
