@@ -62,7 +62,7 @@ TOOLS = 'tests/tools/test_train_test_tools.py'
 CONFIGS = 'tests/configs/test_configs.py'
 METRICS = 'tests/evaluation/test_moment_metrics.py'
 NMS = 'tests/ops/test_temporal_nms.py'
-DATA = 'tests/datasets/test_moment_dataset.py'
+DATA = 'tests/datasets/grounding/test_moment_dataset.py'
 BAD = 'tests/tools/test_bad_input.py'
 
 _READ = 'mmvpeft/models/peft/read.py'
@@ -244,7 +244,7 @@ MUTATIONS: List[Mutation] = [
       'cfg.model.allow_base_mismatch = True', 'pass',
       (f'{CONFIGS}::test_read_demo_trains_and_saves_adapter_only_checkpoints', )),
     # ---- bad input (issue 9)
-    M('generator-writes-into-user-folder', 'mmvpeft/datasets/synthetic_manifest.py',
+    M('generator-writes-into-user-folder', 'mmvpeft/datasets/synthetic/manifest.py',
       'if osp.isdir(self.root) and os.listdir(self.root):', 'if False:',
       (f'{BAD}::test_generator_refuses_a_user_folder_and_changes_nothing', )),
     M('non-finite-loss-unchecked', 'mmvpeft/engine/hooks/non_finite_check_hook.py',
@@ -257,7 +257,7 @@ MUTATIONS: List[Mutation] = [
     M('knob-not-applied', 'mmvpeft/apis/config_checks.py',
       'container[key] = copy.deepcopy(new)', 'pass',
       (f'{BAD}::test_data_root_from_cfg_options_and_from_a_child_config', )),
-    M('duplicate-qid-accepted', 'mmvpeft/datasets/validation.py',
+    M('duplicate-qid-accepted', 'mmvpeft/datasets/grounding/validation.py',
       "    if qid in seen:\n        _fail(", "    if False:\n        _fail(",
       (f'{BAD}::test_duplicate_qid_is_reported_at_load_not_as_a_duplicate_prediction', )),
     # ---- metrics, NMS, data
@@ -270,7 +270,7 @@ MUTATIONS: List[Mutation] = [
     M('collate-mask-shifted', 'mmvpeft/datasets/collate.py', 'mask[i, :len(s)] = True',
       'mask[i, :len(s) - 1] = True',
       (f'{DATA}::test_feature_loading_concat_normalise_and_collate', )),
-    M('windows-not-clipped', 'mmvpeft/datasets/moment_dataset.py',
+    M('windows-not-clipped', 'mmvpeft/datasets/grounding/moment.py',
       's, e = max(0.0, float(start)), min(float(duration), float(end))',
       's, e = float(start), float(end)', (f'{DATA}::test_clipping_and_dropping', )),
     # ---- PETL layer
