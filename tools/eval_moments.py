@@ -12,12 +12,11 @@ training reports (mmvpeft.evaluation.functional.submission.eval_submission).
 """
 import argparse
 import json
-import os
-import os.path as osp
 import sys
 
 from mmvpeft.evaluation.functional.submission import (SubmissionError, eval_submission,
                                                       load_jsonl)
+from mmvpeft.utils.fileio import atomic_write
 
 
 def parse_args(argv=None):
@@ -56,8 +55,7 @@ def main(argv=None):
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
+        with atomic_write(args.out) as f:
             f.write(text + '\n')
     return metrics
 

@@ -10,12 +10,12 @@ Writes ``DIR/low_resource_runs.json`` (every run's metrics), ``DIR/low_resource.
 summary) and ``DIR/low_resource.png`` (the plot).
 """
 import argparse
-import json
 import os.path as osp
 
 from mmengine.config import DictAction
 
 from mmvpeft.apis.low_resource import format_table, plot_summary, run_low_resource, summarize
+from mmvpeft.utils.fileio import write_json_atomic
 
 
 def parse_args(argv=None):
@@ -39,8 +39,8 @@ def main(argv=None):
     table = format_table(summary, args.metrics)
     print(f'{name}: validation metrics (mean +- std over seeds {args.seeds})')
     print(table)
-    with open(osp.join(work_dir, 'low_resource.json'), 'w') as f:
-        json.dump(dict(config=args.config, seeds=args.seeds, summary=summary), f, indent=1)
+    write_json_atomic(osp.join(work_dir, 'low_resource.json'),
+                      dict(config=args.config, seeds=args.seeds, summary=summary))
     png = plot_summary(summary, args.metrics, osp.join(work_dir, 'low_resource.png'),
                        title=f'{name}, {len(args.seeds)} seeds')
     print(f'wrote {osp.join(work_dir, "low_resource.json")} and {png}')

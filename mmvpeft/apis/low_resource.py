@@ -5,10 +5,11 @@ training queries, stratified by video; see :mod:`mmvpeft.datasets.low_resource`)
 ``randomness.seed = s``, in ``WORK_DIR/frac{f}_seed{s}``, and is scored by a final validation.
 """
 import json
-import os
 import os.path as osp
 import statistics
 from typing import List, Optional, Sequence
+
+from mmvpeft.utils.fileio import write_json_atomic
 
 
 def run_low_resource(config: str, fractions: Sequence[float], seeds: Sequence[int],
@@ -36,9 +37,7 @@ def run_low_resource(config: str, fractions: Sequence[float], seeds: Sequence[in
                 num_train = json.load(f)['num_kept']
             rows.append(dict(fraction=float(fraction), seed=int(seed), num_train=num_train,
                              metrics=metrics))
-            os.makedirs(work_dir, exist_ok=True)
-            with open(osp.join(work_dir, 'low_resource_runs.json'), 'w') as f:
-                json.dump(rows, f, indent=1)
+            write_json_atomic(osp.join(work_dir, 'low_resource_runs.json'), rows)
     return rows
 
 
