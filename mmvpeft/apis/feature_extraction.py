@@ -78,7 +78,7 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
 
     from mmvpeft.datasets.transforms import (FormatVideo, LoadVideoClips, VideoCenterCrop,
                                              VideoReadError, VideoResize)
-    from mmvpeft.datasets.transforms.tokenize import CLIPTokenize
+    from mmvpeft.datasets.transforms.text import CLIPTokenize
     from mmvpeft.models.backbones import CLIPTextBackbone, CLIPVisionBackbone
 
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')

@@ -1,14 +1,13 @@
-from .caption_collate import caption_collate
 from .captioning import (How2SummarizationDataset, MSRVTTCaptionDataset,
                          SyntheticSummarizationDataset, VATEXCaptionDataset)
-from .collate import moment_collate, pad_sequences
+from .collate import (caption_collate, moment_collate, pad_sequences, retrieval_collate,
+                      video_captions_collate, video_query_collate)
 from .highlight_dataset import HighlightDataset
 from .moment_dataset import AnnotationError, MomentRetrievalDataset
 from .qa import (AnswerVocab, MSRVTTQADataset, SyntheticQADataset, VideoQADataset,
                  build_answer_vocab)
 from .retrieval import (DiDeMoRetrievalDataset, MSRVTTRetrievalDataset, MSVDRetrievalDataset,
                         SyntheticRetrievalDataset, VideoTextRetrievalDataset)
-from .retrieval_collate import retrieval_collate
 from .synthetic_moment import SyntheticMomentDataset, generate_synthetic_moments
 from .synthetic_retrieval import generate_synthetic_retrieval
 from .synthetic_video import generate_synthetic_videos, split_annotations
@@ -20,6 +19,7 @@ __all__ = ['HighlightDataset', 'moment_collate', 'pad_sequences', 'AnnotationErr
            'split_annotations', 'SyntheticVideoMomentDataset', 'DiDeMoRetrievalDataset',
            'MSRVTTRetrievalDataset', 'MSVDRetrievalDataset', 'SyntheticRetrievalDataset',
            'VideoTextRetrievalDataset', 'retrieval_collate', 'generate_synthetic_retrieval',
-           'caption_collate', 'How2SummarizationDataset', 'MSRVTTCaptionDataset',
+           'caption_collate', 'video_query_collate', 'video_captions_collate',
+           'How2SummarizationDataset', 'MSRVTTCaptionDataset',
            'SyntheticSummarizationDataset', 'VATEXCaptionDataset', 'AnswerVocab',
            'build_answer_vocab', 'VideoQADataset', 'MSRVTTQADataset', 'SyntheticQADataset']

@@ -1,7 +1,7 @@
 """Skipping undecodable videos in training, never in evaluation."""
 from mmengine.logging import print_log
 
-from .transforms.video_loading import VideoReadError
+from .transforms.loading import VideoReadError
 
 
 class SkipCorruptMixin:

@@ -155,7 +155,7 @@ def check_feature_files(data_list: List[dict], transforms, ann_file: str) -> Non
         transforms: the dataset's built pipeline transforms.
         ann_file: named in the warning.
     """
-    from .transforms.feature_loading import LoadClipFeatures, LoadTextFeatures
+    from .transforms.loading import LoadClipFeatures, LoadTextFeatures
     for t in transforms:
         if isinstance(t, LoadClipFeatures):
             durations = {}

@@ -155,7 +155,7 @@ def test_no_adapter_gives_no_states(ckpt):
 
 def test_tokenizer_to_text_backbone(tmp_path):
     """Real CLIP tokenizer, per-batch padding, equals encode_text at full length."""
-    from mmvpeft.datasets.transforms.tokenize import CLIPTokenize
+    from mmvpeft.datasets.transforms.text import CLIPTokenize
     torch.manual_seed(0)
     clip = CLIP(**tiny_cfg(vocab_size=49408)).eval()
     path = tmp_path / 'clip.pt'
