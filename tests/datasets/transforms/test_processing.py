@@ -123,3 +123,18 @@ def test_format_video():
     np.testing.assert_array_equal(out.numpy(), cropped.transpose(0, 1, 4, 2, 3))
     with pytest.raises(ValueError):
         FormatVideo()(dict(imgs=imgs.astype(np.float32)))
+
+
+def test_format_video_keeps_the_k_axis_and_rejects_other_ranks():
+    # (T, K, H, W, 3) -> (T, K, 3, H, W): K = 1 stays an axis (the data contract).
+    frames = np.zeros((4, 1, 8, 8, 3), np.uint8)
+    assert FormatVideo()(dict(imgs=frames))['imgs'].shape == (4, 1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r'\(T, K, H, W, 3\).*vid=v1'):
+        FormatVideo()(dict(imgs=frames[:, 0], vid='v1'))
+
+
+def test_uniform_subsample():
+    np.testing.assert_array_equal(uniform_subsample(5, None), np.arange(5))
+    np.testing.assert_array_equal(uniform_subsample(5, 8), np.arange(5))
+    # Centres of 4 equal segments of 10 rows: 1.25, 3.75, 6.25, 8.75.
+    np.testing.assert_array_equal(uniform_subsample(10, 4), [1, 3, 6, 8])
