@@ -69,7 +69,7 @@ def collate_video(batch: List[dict], inputs: dict, name: str) -> dict:
                            f'"{key}" while others in their batch do')
         shapes = {tuple(it[key].shape[1:]) for it in items}
         if len(shapes) > 1:
-            raise ValueError(f'{name}: {key} of the batch have different shapes beyond T '
+            raise ValueError(f'{name}: {key} of the batch have different frame shapes '
                              f'{sorted(shapes)} (items {_idents(batch)}); resize/crop to one '
                              'size')
         inputs[key], inputs['video_mask'] = pad_sequences([it[key] for it in items])
