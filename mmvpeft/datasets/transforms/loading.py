@@ -348,7 +348,8 @@ class LoadVideoFrames(_SegmentSamplerMixin, LoadVideoClips):
         num_frames: Frames ``T`` per video (8 in Token Mixing and CLIP4Clip's MSR-VTT runs
             use 12).
         sampling: ``'uniform'`` (segment centres, deterministic: test) or ``'random'``
-            (one random frame per segment: train); see :func:`.processing.sample_segment_frame_inds`.
+            (one random frame per segment: train); see
+            :func:`~.processing.sample_segment_frame_inds`.
         short_video: ``'repeat'`` (default: a video with fewer than ``T`` frames repeats
             frames to give ``T``) or ``'keep'`` (return its frames once each; the collate
             pads them and masks them out in ``video_mask``).
