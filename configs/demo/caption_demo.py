@@ -46,7 +46,7 @@ train_pipeline = [
 ]
 test_pipeline = [dict(t, sampling='uniform') if t['type'] == 'LoadVideoFrames' else t
                  for t in train_pipeline]
-_loader = dict(num_workers=0, collate_fn=dict(type='mmvpeft.caption_collate'))
+_loader = dict(num_workers=0, collate_fn=dict(type='mmvpeft.video_captions_collate'))
 train_dataloader = dict(
     batch_size=24, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='SyntheticRetrievalDataset', data_root=data_root, split='train',

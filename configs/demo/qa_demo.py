@@ -44,7 +44,7 @@ train_pipeline = [
 ]
 test_pipeline = [dict(t, sampling='uniform') if t['type'] == 'LoadVideoFrames' else t
                  for t in train_pipeline]
-_loader = dict(num_workers=0, collate_fn=dict(type='mmvpeft.moment_collate'))
+_loader = dict(num_workers=0, collate_fn=dict(type='mmvpeft.video_query_collate'))
 _dataset = dict(type='SyntheticQADataset', data_root=data_root, generator=generator,
                 answer_vocab=answer_vocab)
 train_dataloader = dict(

@@ -40,7 +40,7 @@ def synthetic_batch(cfg, batch_size: int, num_clips: int, num_words: int,
     size = pipeline_image_size(cfg)
     if model_cfg['type'] == 'VideoTextRetriever':
         tokens, text_mask = _tokens(g, batch_size, num_words)
-        inputs = dict(imgs=torch.randint(0, 256, (batch_size, num_clips, 3, size, size),
+        inputs = dict(imgs=torch.randint(0, 256, (batch_size, num_clips, 1, 3, size, size),
                                          generator=g, dtype=torch.uint8),
                       video_mask=torch.ones(batch_size, num_clips, dtype=torch.bool),
                       text_tokens=tokens, text_mask=text_mask,

@@ -65,7 +65,7 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
 
     from mmvpeft.datasets.transforms import (FormatVideo, LoadVideoClips, VideoCenterCrop,
                                              VideoReadError, VideoResize)
-    from mmvpeft.datasets.transforms.tokenize import CLIPTokenize
+    from mmvpeft.datasets.transforms.text import CLIPTokenize
     from mmvpeft.models.backbones import CLIPTextBackbone, CLIPVisionBackbone
 
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -101,7 +101,8 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
             flat = imgs.reshape(t * k, *imgs.shape[2:])
             for lo in range(0, len(flat), batch_size):
                 chunk = flat[lo:lo + batch_size].to(device)
-                feats.append(vision(chunk[:, None])['feats'][:, 0].float().cpu())
+                # (N, 3, H, W) -> (B=N, T=1, K=1, 3, H, W): one frame per call row.
+                feats.append(vision(chunk[:, None, None])['feats'][:, 0].float().cpu())
             feat = torch.cat(feats).reshape(t, k, -1).mean(1).numpy().astype(np.float32)
             savez_atomic(osp.join(video_out, vid + '.npz'), features=feat)
             report['extracted'].append(vid)

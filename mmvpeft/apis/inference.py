@@ -21,7 +21,7 @@ from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from mmvpeft.datasets.collate import moment_collate
+from mmvpeft.datasets.collate import video_query_collate
 from mmvpeft.registry import MODELS, TRANSFORMS
 from mmvpeft.utils.adapter_io import load_adapter, read_adapter
 from .config_checks import apply_knob_options, read_config
@@ -92,7 +92,7 @@ class MomentPredictor:
         for lo in range(0, len(items), batch_size):
             chunk = [self._sample(v, q, lo + i) for i, (v, q) in
                      enumerate(items[lo:lo + batch_size])]
-            batch = moment_collate(chunk)
+            batch = video_query_collate(chunk)
             inputs = {k: v.to(self.device) for k, v in batch['inputs'].items()}
             preds = self.model(inputs, batch['data_samples'], mode='predict')
             for (video, query), pred in zip(items[lo:lo + batch_size], preds):

@@ -39,7 +39,8 @@ def tiny(path):
 
 def batch(b=2, t=4, context=False):
     g = torch.Generator().manual_seed(0)
-    inputs = dict(imgs=torch.randint(0, 256, (b, t, 3, 32, 32), dtype=torch.uint8, generator=g),
+    inputs = dict(imgs=torch.randint(0, 256, (b, t, 1, 3, 32, 32), dtype=torch.uint8,
+                                     generator=g),
                   video_mask=torch.tensor([[True] * t, [True] * (t - 1) + [False]]),
                   text_tokens=torch.tensor([[49406, 320, 1746, 49407, 0],
                                             [49406, 320, 1901, 7219, 49407]]),

@@ -161,7 +161,7 @@ def test_tokenmix_retrieval_trains_the_last_block_only_the_papers_budget():
         'attention': ['token_mixer']}
     inputs, samples = bench.synthetic_batch(cfg, batch_size=2, num_clips=8, num_words=8,
                                             device='cpu')
-    assert inputs['imgs'].shape == (2, 8, 3, 224, 224)
+    assert inputs['imgs'].shape == (2, 8, 1, 3, 224, 224)
     total, _ = model.parse_losses(model(inputs, samples, mode='loss'))
     total.backward()
     assert all((p.grad is not None) == p.requires_grad for p in model.parameters())

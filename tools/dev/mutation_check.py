@@ -270,7 +270,20 @@ MUTATIONS: List[Mutation] = [
     M('collate-mask-shifted', 'mmvpeft/datasets/collate.py', 'mask[i, :len(s)] = True',
       'mask[i, :len(s) - 1] = True',
       (f'{DATA}::test_feature_loading_concat_normalise_and_collate', )),
-    M('windows-not-clipped', 'mmvpeft/datasets/grounding/moment.py',
+    M('contract-k-axis-optional', 'mmvpeft/datasets/transforms/formatting.py',
+      'if imgs.ndim != 5 or imgs.shape[2] != 3:', 'if imgs.ndim not in (4, 5):',
+      ('tests/datasets/transforms/test_formatting.py::test_every_packer_keeps_the_k_axis_and_'
+       'rejects_other_ranks', )),
+    M('backbone-guesses-k-axis', 'mmvpeft/models/backbones/clip_vision.py',
+      '        if imgs.dim() != 6 or imgs.shape[3] != 3:',
+      '        imgs = imgs.unsqueeze(2) if imgs.dim() == 5 else imgs\n'
+      '        if imgs.dim() != 6 or imgs.shape[3] != 3:',
+      (f'{BACKBONES}::test_input_validation', )),
+    M('captions-collate-wrong-video-index', 'mmvpeft/datasets/collate.py',
+      'torch.repeat_interleave(torch.arange(len(batch)), counts)',
+      'torch.repeat_interleave(torch.arange(len(batch)).flip(0), counts)',
+      ('tests/datasets/test_collate.py::test_video_captions_collate_concatenates_captions', )),
+        M('windows-not-clipped', 'mmvpeft/datasets/grounding/moment.py',
       's, e = max(0.0, float(start)), min(float(duration), float(end))',
       's, e = float(start), float(end)', (f'{DATA}::test_clipping_and_dropping', )),
     # ---- PETL layer

@@ -19,7 +19,7 @@ train_pipeline = [
 test_pipeline = [dict(t, sampling='uniform') if t['type'] == 'LoadVideoFrames' else t
                  for t in train_pipeline]
 _loader = dict(num_workers=4, persistent_workers=True,
-               collate_fn=dict(type='mmvpeft.retrieval_collate'))
+               collate_fn=dict(type='mmvpeft.video_captions_collate'))
 train_dataloader = dict(
     batch_size=32, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='MSRVTTRetrievalDataset', data_root=data_root, split='train',

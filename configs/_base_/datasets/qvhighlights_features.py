@@ -13,7 +13,7 @@ pipeline = [
     dict(type='PackMomentInputs'),
 ]
 _dataset = dict(type='MomentRetrievalDataset', data_root=data_root, pipeline=pipeline)
-_loader = dict(num_workers=2, collate_fn=dict(type='mmvpeft.moment_collate'))
+_loader = dict(num_workers=2, collate_fn=dict(type='mmvpeft.video_query_collate'))
 train_dataloader = dict(
     batch_size=32, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(_dataset, ann_file='annotations/highlight_train_release.jsonl'), **_loader)

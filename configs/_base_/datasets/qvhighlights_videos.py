@@ -19,7 +19,7 @@ pipeline = [
 _dataset = dict(type='MomentRetrievalDataset', data_root=data_root, video_dir='videos',
                 video_ext='.mp4', pipeline=pipeline)
 _loader = dict(num_workers=4, persistent_workers=True,
-               collate_fn=dict(type='mmvpeft.moment_collate'))
+               collate_fn=dict(type='mmvpeft.video_query_collate'))
 train_dataloader = dict(
     batch_size=8, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(_dataset, ann_file='annotations/highlight_train_release.jsonl',

@@ -20,7 +20,7 @@ pipeline = [
 # Shared by the loaders. The collate name is scoped: MMEngine's Runner looks collate
 # functions up in the root registry.
 _loader = dict(num_workers=4, persistent_workers=True,
-               collate_fn=dict(type='mmvpeft.moment_collate'))
+               collate_fn=dict(type='mmvpeft.video_query_collate'))
 train_dataloader = dict(
     batch_size=32, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='MomentRetrievalDataset', pipeline=pipeline, data_root=data_root,

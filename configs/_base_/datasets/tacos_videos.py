@@ -29,7 +29,7 @@ dataset_common = dict(type='MomentRetrievalDataset', data_root=data_root, video_
 # Shared by the loaders. The collate name is scoped: MMEngine's Runner looks collate
 # functions up in the root registry.
 _loader = dict(num_workers=4, persistent_workers=True,
-               collate_fn=dict(type='mmvpeft.moment_collate'))
+               collate_fn=dict(type='mmvpeft.video_query_collate'))
 train_dataloader = dict(
     batch_size=8, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(ann_file='annotations/tacos_train_release.jsonl',

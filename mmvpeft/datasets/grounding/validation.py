@@ -175,7 +175,7 @@ def check_feature_files(data_list: List[dict], transforms, ann_file: str,
         ann_file: named in the warning.
         data_root: the dataset's ``data_root`` (relative feature folders are under it).
     """
-    from ..transforms import LoadClipFeatures, LoadTextFeatures
+    from ..transforms.loading import LoadClipFeatures, LoadTextFeatures
     for t in transforms:
         if isinstance(t, LoadClipFeatures):
             durations = {}

@@ -1,18 +1,17 @@
-# video_loading imports cv2 at module level and decord only when a video is read: decord
-# exports an old zlib that breaks cv2's PNG reader if decord is loaded first.
-from .caption_formatting import CLIPTokenizeChunks, PackCaptionInputs
-from .feature_loading import LoadClipFeatures, LoadTextFeatures
-from .formatting import PackMomentInputs
+# Split as in mmaction2: loading (decode), processing (sample, resize, crop, layout), text
+# (tokenizers), formatting (the data contract and the Pack* transforms).
+# loading imports cv2 at module level and decord only when a video is read: decord exports an
+# old zlib that breaks cv2's PNG reader if decord is loaded first.
+from .formatting import (PackCaptionInputs, PackMomentInputs, PackQAInputs, PackRetrievalInputs,
+                         to_tensor)
+from .loading import (LoadClipFeatures, LoadFrameFolder, LoadFramesFromFolder, LoadTextFeatures,
+                      LoadVideoClips, LoadVideoFrames, VideoReadError)
 from .prefix_loading import LoadPrefixCache
-from .frame_sampling import LoadFramesFromFolder, LoadVideoFrames
-from .qa_formatting import PackQAInputs
-from .retrieval_formatting import PackRetrievalInputs
-from .tokenize import CLIPTokenize
-from .video_loading import (FormatVideo, LoadFrameFolder, LoadVideoClips, VideoCenterCrop,
-                            VideoReadError, VideoResize)
+from .processing import FormatVideo, VideoCenterCrop, VideoResize
+from .text import CLIPTokenize, CLIPTokenizeChunks
 
 __all__ = ['LoadClipFeatures', 'LoadTextFeatures', 'PackMomentInputs', 'CLIPTokenize',
            'FormatVideo', 'LoadFrameFolder', 'LoadVideoClips', 'VideoCenterCrop',
            'VideoReadError', 'VideoResize', 'LoadFramesFromFolder', 'LoadVideoFrames',
            'PackRetrievalInputs', 'CLIPTokenizeChunks', 'PackCaptionInputs', 'PackQAInputs',
-           'LoadPrefixCache']
+           'LoadPrefixCache', 'to_tensor']

@@ -123,11 +123,12 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
         yield from (('ln_pre.' + n, p) for n, p in v.ln_pre.named_parameters())
 
     def _check_imgs(self, imgs: torch.Tensor) -> torch.Tensor:
-        if imgs.dim() == 5:
-            imgs = imgs.unsqueeze(2)
+        # The data contract (mmvpeft.datasets.transforms.formatting) keeps the K axis from
+        # loading to here, so any other rank is a pipeline or caller bug, not a layout to guess.
         if imgs.dim() != 6 or imgs.shape[3] != 3:
-            raise ValueError('imgs must be (B, T, K, 3, H, W) or (B, T, 3, H, W), '
-                             f'got {tuple(imgs.shape)}')
+            raise ValueError('imgs must be (B, T, K, 3, H, W): B videos, T time steps of K '
+                             'frames (K = 1 when frames, not clips, are sampled), got '
+                             f'{tuple(imgs.shape)}; add the K axis with imgs[:, :, None]')
         if tuple(imgs.shape[-2:]) != tuple(self.visual.image_size):
             raise ValueError(f'frames are {imgs.shape[-2]}x{imgs.shape[-1]}, the CLIP tower '
                              f'expects {self.visual.image_size[0]}x{self.visual.image_size[1]}')
@@ -138,7 +139,7 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
         """Hidden states entering block ``start`` (default :meth:`prefix_start`).
 
         Args:
-            imgs (Tensor): (B, T, K, 3, H, W) or (B, T, 3, H, W) frames, as in
+            imgs (Tensor): (B, T, K, 3, H, W) frames, as in
                 :meth:`forward`.
             start (int, optional): first block left out.
 
@@ -174,8 +175,8 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
         """Embeds every clip of a batch of videos.
 
         Args:
-            imgs (Tensor): (B, T, K, 3, H, W) with K frames per clip, or
-                (B, T, 3, H, W) with one frame per clip; uint8 in [0, 255] or
+            imgs (Tensor): (B, T, K, 3, H, W) with K frames per clip (K = 1 for
+                sampled frames); uint8 in [0, 255] or
                 float in [0, 1]. Frames are in time order (clip-major). None when
                 ``prefix_states`` is given.
             mask (Tensor, optional): (B, T) bool, True at valid clips,

@@ -10,7 +10,7 @@ from .input_checks import check_feature_widths
 class MomentRetriever(VideoLanguageModel):
     """Moment retrieval from clip features or raw frames.
 
-    ``inputs`` (from ``moment_collate``) holds ``video_feat (B, T, Dv)`` or ``imgs
+    ``inputs`` (``video_query_collate``) holds ``video_feat (B, T, Dv)`` or ``imgs
     (B, T, K, 3, H, W)`` with ``video_mask (B, T)``, and ``text_feat (B, L, Dt)`` or
     ``text_tokens (B, L)`` with ``text_mask (B, L)``. Towers, PVLA, loss keys and checkpoints
     are :class:`VideoLanguageModel`'s; this class adds the encoder, the head and NMS.

@@ -38,7 +38,7 @@ class VideoCaptioner(VideoLanguageModel):
     text tower's context length), the context is encoded by the CLIP text tower and appended
     to the memory. Summarization (How2) is this model with a transcript context.
 
-    ``inputs`` (``caption_collate``): ``imgs (B, T, 3, H, W)``, ``video_mask (B, T)``;
+    ``inputs`` (``video_captions_collate``): ``imgs (B, T, K, 3, H, W)``, ``video_mask (B, T)``;
     ``text_tokens (B, L)`` / ``text_mask`` the target text (training: one caption per
     video); optional ``context_tokens (B, C, Lc)`` / ``context_mask (B, C, Lc)``.
 

@@ -14,8 +14,8 @@ class VideoQA(VideoLanguageModel):
     """Video question answering: frames and question through the CLIP towers, a small
     cross-modal transformer, and a classifier over the top-K training answers.
 
-    ``inputs`` (from ``moment_collate`` over ``PackQAInputs``): ``imgs (B, T, K, 3, H, W)``
-    or ``(B, T, 3, H, W)`` with ``video_mask (B, T)``, question ``text_tokens (B, L)`` with
+    ``inputs`` (``video_query_collate`` over ``PackQAInputs``): ``imgs (B, T, K, 3, H, W)``
+    with ``video_mask (B, T)``, question ``text_tokens (B, L)`` with
     ``text_mask (B, L)``. ``data_samples``: dicts with ``answer`` (str) in training.
 
     1. Video: one projected CLIP embedding per frame, ``(B, T, E)``, from the image tower

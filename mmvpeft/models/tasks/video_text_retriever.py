@@ -15,7 +15,7 @@ from .base import VideoLanguageModel
 class VideoTextRetriever(VideoLanguageModel):
     """Contrastive text-video retrieval (CLIP4Clip-style) over PETL-adapted CLIP towers.
 
-    ``inputs`` (from ``retrieval_collate``): ``imgs (B, T, 3, H, W)`` with ``video_mask
+    ``inputs`` (``video_captions_collate``): ``imgs (B, T, K, 3, H, W)`` with ``video_mask
     (B, T)``, ``text_tokens (C, L)`` with ``text_mask (C, L)``, and ``text_video_index (C,)``
     (the batch row of each caption's video; in training C == B, pairs in order).
 

@@ -141,7 +141,7 @@ def test_train_loader_batches_pairs(generic):
     assert collate is retrieval_collate
     batch = next(iter(DataLoader(ds, batch_size=4, collate_fn=collate)))
     inp = batch['inputs']
-    assert inp['imgs'].shape == (4, 4, 3, 16, 16) and inp['imgs'].dtype == torch.uint8
+    assert inp['imgs'].shape == (4, 4, 1, 3, 16, 16) and inp['imgs'].dtype == torch.uint8
     assert inp['video_mask'].all() and inp['video_mask'].shape == (4, 4)
     assert inp['text_tokens'].shape[0] == 4 and inp['text_tokens'].dtype == torch.long
     assert inp['text_mask'].dtype == torch.bool
@@ -188,7 +188,7 @@ def test_collate_pads_videos_with_fewer_frames(generic, mp4):
 
 def test_collate_rejects_mixed_frame_sizes():
     def item(hw, vid):
-        return dict(inputs=dict(imgs=torch.zeros((2, 3) + hw, dtype=torch.uint8),
+        return dict(inputs=dict(imgs=torch.zeros((2, 1, 3) + hw, dtype=torch.uint8),
                                 text_tokens=torch.ones(1, 3, dtype=torch.long),
                                 text_mask=torch.ones(1, 3, dtype=torch.bool)),
                     data_samples=dict(vid=vid))

@@ -153,7 +153,7 @@ def test_dataset_generates_on_first_use(tmp_path):
                                     test_mode=True)
     assert len(val) == SMALL['num_val']
     item = val[0]
-    assert item['inputs']['imgs'].shape == (8, 3, 32, 32)
+    assert item['inputs']['imgs'].shape == (8, 1, 3, 32, 32)
     assert item['inputs']['text_tokens'].shape[0] == 2
     with pytest.raises(ValueError, match='split'):
         SyntheticRetrievalDataset(root, 'test', generator=SMALL)
@@ -172,14 +172,14 @@ def test_runner_builds_the_demo_loaders(tmp_path):
                    generator=SMALL, pipeline=pipeline)
     loaders = {mode: Runner.build_dataloader(dict(
         batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=mode == 'train'),
-        collate_fn=dict(type='mmvpeft.retrieval_collate'),
+        collate_fn=dict(type='mmvpeft.video_captions_collate'),
         dataset=dict(dataset, split=mode, test_mode=mode == 'val')), seed=0)
         for mode in ('train', 'val')}
     train = next(iter(loaders['train']))['inputs']
-    assert train['imgs'].shape == (4, 8, 3, 32, 32) and train['text_tokens'].shape[0] == 4
+    assert train['imgs'].shape == (4, 8, 1, 3, 32, 32) and train['text_tokens'].shape[0] == 4
     assert train['text_video_index'].tolist() == [0, 1, 2, 3]
     val = next(iter(loaders['val']))
-    assert val['inputs']['imgs'].shape == (4, 8, 3, 32, 32)
+    assert val['inputs']['imgs'].shape == (4, 8, 1, 3, 32, 32)
     assert val['inputs']['text_video_index'].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert [s['caption_ids'][1] for s in val['data_samples']] == [
         f'val_{i:04d}#1' for i in range(4)]

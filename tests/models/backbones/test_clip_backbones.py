@@ -99,7 +99,7 @@ def test_vision_step0_equals_frozen_clip(ckpt, mode):
     assert torch.count_nonzero(out['aux']['read_states'][1, 2]) == 0  # padded clip
 
     # Float input in [0, 1], one frame per clip, gives the same per-frame features.
-    out1 = backbone(imgs[:, :, 0].float() / 255)
+    out1 = backbone(imgs[:, :, :1].float() / 255)
     torch.testing.assert_close(out1['feats'], clip.encode_image(
         frames.reshape(2, 3, 2, 3, 32, 32)[:, :, 0].reshape(-1, 3, 32, 32)).reshape(2, 3, -1),
         rtol=1e-5, atol=1e-5)
@@ -108,8 +108,8 @@ def test_vision_step0_equals_frozen_clip(ckpt, mode):
 def test_vision_normalize_false_passes_pixels_through(ckpt):
     _, clip = ckpt
     backbone = vision(ckpt, normalize=False).eval()
-    x = torch.randn(1, 2, 3, 32, 32)
-    torch.testing.assert_close(backbone(x)['feats'][0], clip.encode_image(x[0]),
+    x = torch.randn(1, 2, 1, 3, 32, 32)
+    torch.testing.assert_close(backbone(x)['feats'][0], clip.encode_image(x[0, :, 0]),
                                rtol=1e-5, atol=1e-5)
 
 
@@ -149,13 +149,13 @@ def test_states_come_from_last_adapted_layer_cls(ckpt, mode):
 
 
 def test_no_adapter_gives_no_states(ckpt):
-    assert vision(ckpt, adapter=None)(torch.rand(1, 2, 3, 32, 32))['aux'] == {}
+    assert vision(ckpt, adapter=None)(torch.rand(1, 2, 1, 3, 32, 32))['aux'] == {}
     assert text(ckpt, adapter=None)(*random_text())['aux'] == {}
 
 
 def test_tokenizer_to_text_backbone(tmp_path):
     """Real CLIP tokenizer, per-batch padding, equals encode_text at full length."""
-    from mmvpeft.datasets.transforms.tokenize import CLIPTokenize
+    from mmvpeft.datasets.transforms.text import CLIPTokenize
     torch.manual_seed(0)
     clip = CLIP(**tiny_cfg(vocab_size=49408)).eval()
     path = tmp_path / 'clip.pt'
@@ -186,9 +186,9 @@ def test_vision_recurrence_over_time_and_batch(ckpt, mode):
                           adapter=dict(hidden_dim=R, bidirectional=bidirectional)).eval()
         randomize_up(backbone)
         torch.manual_seed(0)
-        imgs = torch.rand(2, 4, 3, 32, 32)
+        imgs = torch.rand(2, 4, 1, 3, 32, 32)
         changed = imgs.clone()
-        changed[0, 2] = torch.rand(3, 32, 32)  # sample 0, frame 2
+        changed[0, 2] = torch.rand(1, 3, 32, 32)  # sample 0, frame 2
         outs[bidirectional] = backbone(imgs), backbone(changed)
         plain = CLIPVisionBackbone(model_cfg=tiny_cfg(), pretrained=ckpt[0]).eval()
         # The adapters really act (up is non-zero now).
@@ -300,7 +300,7 @@ def test_text_gradients_and_freezing(ckpt):
 
 def test_step0_gradient_reaches_up(ckpt):
     backbone = vision(ckpt).train()
-    out = backbone(torch.rand(1, 3, 3, 32, 32))
+    out = backbone(torch.rand(1, 3, 1, 3, 32, 32))
     out['feats'].sum().backward()
     adapter = read_adapters(backbone)[0]
     assert torch.count_nonzero(adapter.up.weight.grad) > 0
@@ -309,7 +309,7 @@ def test_step0_gradient_reaches_up(ckpt):
 
 def test_frozen_clip_stays_in_eval_mode(ckpt):
     cfg = tiny_cfg(patch_dropout=0.5)
-    imgs = torch.rand(1, 2, 3, 32, 32)
+    imgs = torch.rand(1, 2, 1, 3, 32, 32)
     frozen = CLIPVisionBackbone(model_cfg=cfg, pretrained=ckpt[0],
                                 adapter=dict(hidden_dim=R, dropout=0.5)).train()
     assert frozen.training and not frozen.visual.training
@@ -390,11 +390,17 @@ def test_hub_tag_offline_error(monkeypatch):
 def test_input_validation(ckpt):
     vb = vision(ckpt)
     with pytest.raises(ValueError, match='expects 32x32'):
-        vb(torch.rand(1, 2, 3, 64, 64))
+        vb(torch.rand(1, 2, 1, 3, 64, 64))
     with pytest.raises(ValueError, match='imgs must be'):
         vb(torch.rand(2, 3, 32, 32))
+    # (B, T, 3, H, W): the K axis of the data contract is missing; never guessed.
+    with pytest.raises(ValueError, match=r'imgs must be \(B, T, K, 3, H, W\).*K = 1.*'
+                                         r'\(2, 4, 3, 32, 32\)'):
+        vb(torch.rand(2, 4, 3, 32, 32))
+    with pytest.raises(ValueError, match='imgs must be'):
+        vb.forward_prefix(torch.rand(2, 4, 3, 32, 32))
     with pytest.raises(ValueError, match='right-padded'):
-        vb(torch.rand(1, 3, 3, 32, 32), torch.tensor([[0, 1, 1]]).bool())
+        vb(torch.rand(1, 3, 1, 3, 32, 32), torch.tensor([[0, 1, 1]]).bool())
     tb = text(ckpt)
     with pytest.raises(ValueError, match='context length'):
         tb(torch.ones(1, CTX + 1, dtype=torch.long), torch.ones(1, CTX + 1, dtype=torch.bool))

@@ -175,7 +175,7 @@ def test_last_block_computes_only_the_pooled_token(peft):
             if p.requires_grad:
                 p.normal_(0, 0.1)
     assert tower.pooled_only
-    imgs = torch.rand(2, 4, 3, 32, 32, dtype=torch.float64)
+    imgs = torch.rand(2, 4, 1, 3, 32, 32, dtype=torch.float64)
     mask = torch.tensor([[True] * 4, [True] * 2 + [False] * 2])
     outs = []
     for on in (True, False):

@@ -133,7 +133,7 @@ def test_houlsby_through_clip_backbones(tiny_clip_cfg):
     torch.manual_seed(0)
     for backbone, inputs in (
             (CLIPVisionBackbone(model_cfg=tiny_clip_cfg(), peft=[_houlsby()]),
-             (torch.rand(2, 2, 3, 32, 32), )),
+             (torch.rand(2, 2, 1, 3, 32, 32), )),
             (CLIPTextBackbone(model_cfg=tiny_clip_cfg(), peft=[_houlsby(positions='attn')]),
              (torch.randint(1, 990, (2, 5)), torch.ones(2, 5, dtype=torch.bool)))):
         backbone.train()

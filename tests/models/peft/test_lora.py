@@ -217,7 +217,7 @@ def test_through_clip_backbones(tiny_clip_cfg):
     torch.manual_seed(0)
     vb = CLIPVisionBackbone(model_cfg=tiny_clip_cfg(), peft=[_lora(targets=tuple('qkvo'))]).train()
     assert vb.visual.training is False  # frozen CLIP stays in eval
-    imgs = torch.rand(2, 3, 3, 32, 32)
+    imgs = torch.rand(2, 3, 1, 3, 32, 32)
     out = vb(imgs, torch.tensor([[1, 1, 1], [1, 1, 0]]).bool())
     out['feats'].square().sum().backward()
     lora = {n for n, p in vb.named_parameters() if '.lora.' in n}

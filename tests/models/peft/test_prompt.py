@@ -164,7 +164,7 @@ def test_through_vision_backbone(tiny_clip_cfg):
     vb = CLIPVisionBackbone(model_cfg=tiny_clip_cfg(), peft=peft).train()
     plain = CLIPVisionBackbone(model_cfg=tiny_clip_cfg()).eval()
     plain.load_state_dict(vb.state_dict(), strict=False)
-    imgs = torch.rand(2, 3, 3, 32, 32)
+    imgs = torch.rand(2, 3, 1, 3, 32, 32)
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
     out = vb(imgs, mask)
     assert out['feats'].shape == (2, 3, 32) and out['aux']['read_states'].shape == (2, 3, 4)

@@ -73,7 +73,7 @@ def test_bitfit_leaves_other_methods_modules_to_them(make_tower, check_training_
 def test_bitfit_through_clip_backbones(tiny_clip_cfg, check_training_step):
     """layers=None also trains the biases outside the blocks (ln_pre/ln_post, ln_final)."""
     torch.manual_seed(0)
-    imgs = torch.rand(1, 2, 3, 32, 32)
+    imgs = torch.rand(1, 2, 1, 3, 32, 32)
     vb = CLIPVisionBackbone(model_cfg=tiny_clip_cfg(), peft=[dict(type='BitFit')]).train()
     assert not vb.visual.training  # biases need no train mode
     vision_all = _block_names((0, 1), BIASES, 'visual.transformer.resblocks') + [
@@ -122,7 +122,7 @@ def test_partial_finetune_through_clip_backbones(tiny_clip_cfg, check_training_s
     vb.train()  # the fine-tuned block follows train mode, the rest of CLIP stays in eval
     assert vb.blocks()[1].training and not vb.blocks()[0].training
     assert not vb.visual.training and not vb.visual.patch_dropout.training
-    imgs = torch.rand(2, 2, 3, 32, 32)
+    imgs = torch.rand(2, 2, 1, 3, 32, 32)
     check_training_step(vb, lambda: vb(imgs)['feats'].square().sum(),
                         [n for n, _ in vb.named_parameters() if '.resblocks.1.' in n])
     vb.eval()
@@ -147,7 +147,7 @@ def test_linear_probe_trains_nothing_and_must_be_alone(make_tower, tiny_clip_cfg
             make_tower(peft, width=D, heads=HEADS)
     vb = CLIPVisionBackbone(model_cfg=tiny_clip_cfg(), peft=[dict(type='LinearProbe')]).train()
     assert not any(p.requires_grad for p in vb.parameters()) and not vb.visual.training
-    out = vb(torch.rand(1, 2, 3, 32, 32))
+    out = vb(torch.rand(1, 2, 1, 3, 32, 32))
     assert out['feats'].shape == (1, 2, 32) and not out['feats'].requires_grad
 
 
@@ -170,6 +170,6 @@ def test_full_finetune_through_vision_backbone(tiny_clip_cfg, check_training_ste
     assert vb.visual.training and vb.visual.patch_dropout.training
     vb.eval()
     assert not vb.visual.training
-    imgs = torch.rand(2, 2, 3, 32, 32)
+    imgs = torch.rand(2, 2, 1, 3, 32, 32)
     check_training_step(vb, lambda: vb(imgs)['feats'].square().sum(),
                         [n for n, _ in vb.named_parameters()], optim='adamw', steps=1, lr=1e-3)

@@ -246,7 +246,7 @@ def test_through_the_vision_backbone_with_padded_clips():
                text_cfg=dict(context_length=16, vocab_size=1000, width=64, heads=2, layers=2))
     torch.manual_seed(0)
     backbone = CLIPVisionBackbone(model_cfg=cfg, peft=[_mix()]).eval()
-    imgs = torch.rand(2, 3, 3, 32, 32)
+    imgs = torch.rand(2, 3, 1, 3, 32, 32)
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
     out = backbone(imgs, mask)['feats']
     alone = backbone(imgs[1:, :2])['feats']

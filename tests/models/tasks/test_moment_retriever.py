@@ -259,7 +259,7 @@ def _read_model(pretrained=None, bidirectional=True, seed=0):
 def _read_batch():
     """Sample 0: 4 clips, 6 words; sample 1: 2 clips, 3 words (EOT last), then padding."""
     g = torch.Generator().manual_seed(0)
-    imgs = torch.rand(2, 4, 3, 32, 32, generator=g, dtype=torch.float64)
+    imgs = torch.rand(2, 4, 1, 3, 32, 32, generator=g, dtype=torch.float64)
     video_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).bool()
     tokens = torch.randint(1, 900, (2, 6), generator=g)
     text_mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3]).bool()
@@ -287,7 +287,7 @@ def test_read_towers_padded_batch_equals_each_sample_alone(bidirectional):
         torch.testing.assert_close(batched['logits'][i, :n], alone[i]['logits'][0])
         torch.testing.assert_close(batched['dist'][i, :n], alone[i]['dist'][0])
     junk = dict(inputs, imgs=inputs['imgs'].clone(), text_tokens=inputs['text_tokens'].clone())
-    junk['imgs'][1, 2:] = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    junk['imgs'][1, 2:] = torch.rand(2, 1, 3, 32, 32, dtype=torch.float64)
     junk['text_tokens'][1, 3:] = 5
     torch.testing.assert_close(model(junk, samples, 'tensor')['logits'][1, :2],
                                batched['logits'][1, :2])

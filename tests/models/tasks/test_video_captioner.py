@@ -37,7 +37,7 @@ def build(seed=0):
 
 def item(seed, t, chunks):
     g = torch.Generator().manual_seed(seed)
-    imgs = torch.randint(0, 256, (t, 3, 32, 32), dtype=torch.uint8, generator=g)
+    imgs = torch.randint(0, 256, (t, 1, 3, 32, 32), dtype=torch.uint8, generator=g)
     ctx = torch.zeros(chunks, 6, dtype=torch.long)
     for c in range(chunks):
         n = 3 + (seed + c) % 3
@@ -48,7 +48,7 @@ def item(seed, t, chunks):
 def batch_of(items):
     t = max(i[0].shape[0] for i in items)
     c = max(i[1].shape[0] for i in items)
-    imgs = torch.zeros(len(items), t, 3, 32, 32, dtype=torch.uint8)
+    imgs = torch.zeros(len(items), t, 1, 3, 32, 32, dtype=torch.uint8)
     vmask = torch.zeros(len(items), t, dtype=torch.bool)
     ctx = torch.zeros(len(items), c, 6, dtype=torch.long)
     for b, (im, cx) in enumerate(items):

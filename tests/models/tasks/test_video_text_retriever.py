@@ -24,7 +24,7 @@ def _model(video_peft=(), text_peft=(), **kwargs):
 
 def _batch(b=3, t=4, captions=(1, 1, 1), seed=0):
     g = torch.Generator().manual_seed(seed)
-    imgs = torch.randint(0, 256, (b, t, 3, 32, 32), dtype=torch.uint8, generator=g)
+    imgs = torch.randint(0, 256, (b, t, 1, 3, 32, 32), dtype=torch.uint8, generator=g)
     video_mask = torch.ones(b, t, dtype=torch.bool)
     video_mask[-1, t - 1:] = False
     c = sum(captions)

@@ -1,5 +1,16 @@
-"""Tokenises a text query (or a list of captions) with the open_clip tokenizer of a CLIP
-model."""
+"""Text transforms: CLIP tokenizers for a query, a list of captions, or a long text in chunks.
+
+The contract's text is token ids plus a mask (see :mod:`.formatting`):
+
+- :class:`CLIPTokenize`: one text -> ``text_tokens (L,)`` / ``text_mask (L,)``; with
+  ``multi=True`` a list of ``C`` texts (a video's captions) -> ``(C, L)``.
+- :class:`CLIPTokenizeChunks`: a text of any length (a transcript, a question) ->
+  ``context_tokens (C, L)`` / ``context_mask (C, L)``, ``C`` chunks that each fit the CLIP
+  text tower.
+
+Both use open_clip's tokenizer; the CLIP BPE vocabulary ships with open_clip, so they work
+offline.
+"""
 from typing import Optional
 
 import numpy as np
@@ -83,6 +94,54 @@ class CLIPTokenize(BaseTransform):
         return (f'{self.__class__.__name__}(model_name={self.model_name!r}, '
                 f'context_length={self.context_length}, trim_padding={self.trim_padding}, '
                 f'key={self.key!r}, multi={self.multi})')
+
+
+@TRANSFORMS.register_module()
+class CLIPTokenizeChunks(BaseTransform):
+    """Tokenises a text of any length into chunks that fit the CLIP text tower.
+
+    The text's BPE ids are cut into pieces of ``context_length - 2`` and each gets SOT/EOT,
+    so a transcript longer than CLIP's context is encoded chunk by chunk; a question is one
+    chunk. Required key: ``key`` (a str). Added keys: ``context_tokens`` (C, L) int64 and
+    ``context_mask`` (C, L) bool, L = the longest chunk (<= ``context_length``).
+
+    Args:
+        key: the text to tokenise (``'transcript'``, ``'question'``).
+        context_length: CLIP's 77, or a tiny model's.
+        max_chunks: keep at most this many chunks (the start of the text).
+        model_name: open_clip model whose tokenizer to use.
+    """
+
+    def __init__(self, key: str = 'transcript', context_length: int = 77,
+                 max_chunks: Optional[int] = None, model_name: str = 'ViT-B-32'):
+        if context_length < 3:
+            raise ValueError(f'context_length must be >= 3, got {context_length}')
+        self.key, self.context_length, self.max_chunks = key, context_length, max_chunks
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.sot, self.eot = self.tokenizer.sot_token_id, self.tokenizer.eot_token_id
+
+    def transform(self, results: dict) -> dict:
+        text = results.get(self.key)
+        if not isinstance(text, str) or not text.strip():
+            raise KeyError(f'CLIPTokenizeChunks needs a non-empty str in results["{self.key}"]'
+                           f' (vid={results.get("vid")!r}), got {text!r:.60}')
+        ids = self.tokenizer.encode(text)  # cleans and lower-cases as CLIP does
+        step = self.context_length - 2
+        chunks = [ids[i:i + step] for i in range(0, len(ids), step)] or [[]]
+        if self.max_chunks is not None:
+            chunks = chunks[:self.max_chunks]
+        length = max(len(c) for c in chunks) + 2
+        tokens = np.zeros((len(chunks), length), dtype=np.int64)
+        mask = np.zeros((len(chunks), length), dtype=bool)
+        for i, c in enumerate(chunks):
+            row = [self.sot] + c + [self.eot]
+            tokens[i, :len(row)], mask[i, :len(row)] = row, True
+        results['context_tokens'], results['context_mask'] = tokens, mask
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(key={self.key!r}, context_length={self.context_length}, '
+                f'max_chunks={self.max_chunks})')
 
 
 def _describe(value) -> str:

@@ -1,4 +1,5 @@
-"""Tests for the raw-video loading transforms.
+"""Tests for the loading transforms (video files and frame folders; features are tested
+with the grounding dataset in tests/datasets/test_moment_dataset.py).
 
 The videos are tiny mp4v files whose frame ``i`` is a uniform image of
 brightness ``STEP * i``, so the decoded pixels reveal which frame was sampled
@@ -17,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmvpeft.datasets.transforms.video_loading import (FormatVideo, LoadFrameFolder,
-                                                       LoadVideoClips, VideoCenterCrop,
-                                                       VideoReadError, VideoResize,
-                                                       sample_clip_frame_inds)
+from mmvpeft.datasets.transforms.loading import (LoadFrameFolder, LoadFramesFromFolder,
+                                                 LoadVideoClips, LoadVideoFrames, VideoReadError)
+from mmvpeft.datasets.transforms.formatting import PackRetrievalInputs
+from mmvpeft.datasets.transforms.processing import FormatVideo, VideoCenterCrop, VideoResize
 from mmvpeft.registry import TRANSFORMS
 
 STEP = 12
@@ -95,48 +96,6 @@ def to_faststart(data):
 def video20(tmp_path):
     """20 frames at 4 fps: 5 s."""
     return write_index_video(tmp_path / 'v20.mp4', 20)
-
-
-# ----------------------------------------------------------------- sampling
-
-
-def test_sample_clip_frame_inds_centres():
-    # 5 s at 4 fps, 2 s clips, 2 frames per clip: centres 0.5, 1.5 | 2.5, 3.5 |
-    # 4.5, 5.5 s -> frames 2, 6 | 10, 14 | 18, 22 clamped to 19.
-    inds, clip_len_eff = sample_clip_frame_inds(20, 4.0, None, 2.0, 2)
-    assert inds.dtype == np.int64
-    np.testing.assert_array_equal(inds, [[2, 6], [10, 14], [18, 19]])
-    assert clip_len_eff == 2.0
-    # Off-grid centres take the frame on screen at that time (floor), not the
-    # nearest frame start: 0.25 s * 5 fps = 1.25 -> 1, 0.75 s -> 3.75 -> 3.
-    inds, _ = sample_clip_frame_inds(10, 5.0, None, 1.0, 2)
-    np.testing.assert_array_equal(inds, [[1, 3], [6, 8]])
-
-
-@pytest.mark.parametrize('duration,clip_len,max_clips', [
-    (5.0, 1.0, 2), (130.0, 2.0, 64), (17.3, 2.0, 4), (9.0, 0.5, 7), (16.0, 2.0, 8),
-    (16.0, 2.0, 100)])
-def test_sample_clip_frame_inds_time_axis(duration, clip_len, max_clips):
-    fps, frames_per_clip = 8.0, 3
-    num_frames = int(duration * fps)
-    inds, clip_len_eff = sample_clip_frame_inds(num_frames, fps, duration, clip_len,
-                                                frames_per_clip, max_clips)
-    num_clips = inds.shape[0]
-    full = int(np.ceil(duration / clip_len - 1e-6))
-    assert num_clips == min(full, max_clips)
-    if full <= max_clips:
-        assert clip_len_eff == clip_len
-    else:
-        assert clip_len_eff == pytest.approx(duration / max_clips)
-    # The clips cover the duration, and every frame sampled for clip i is shown
-    # inside [i * clip_len_eff, (i + 1) * clip_len_eff) (unless clamped at the end).
-    assert num_clips * clip_len_eff >= duration - 1e-6
-    starts = inds / fps
-    for i in range(num_clips):
-        unclamped = inds[i] < num_frames - 1
-        assert np.all(starts[i][unclamped] >= i * clip_len_eff - 1e-6)
-        assert np.all(starts[i][unclamped] < (i + 1) * clip_len_eff)
-    assert np.all(np.diff(inds.ravel()) >= 0)
 
 
 # --------------------------------------------------------------- video file
@@ -357,7 +316,7 @@ def test_frame_folder_png_after_decord_import_is_explained(tmp_path, video20):
     np.save(str(tmp_path / 'expected.npy'), frames[[4, 12, 19]])
     script = (
         'import decord, sys, numpy as np\n'
-        'from mmvpeft.datasets.transforms.video_loading import LoadFrameFolder, '
+        'from mmvpeft.datasets.transforms.loading import LoadFrameFolder, '
         'VideoReadError\n'
         'loader = LoadFrameFolder(fps=4, filename_tmpl="img_{:05d}.png")\n'
         'try:\n'
@@ -376,60 +335,6 @@ def test_frame_folder_png_after_decord_import_is_explained(tmp_path, video20):
         assert out == 'LOADED True', out
 
 
-# -------------------------------------------------------- resize/crop/format
-
-
-def _coord_imgs(n=2, f=3, h=H, w=W):
-    """uint8 ``(n, f, h, w, 3)``: channel 0 = x, channel 1 = y, channel 2 = frame."""
-    imgs = np.zeros((n, f, h, w, 3), np.uint8)
-    imgs[..., 0] = np.arange(w)[None, None, None, :]
-    imgs[..., 1] = np.arange(h)[None, None, :, None]
-    imgs[..., 2] = (np.arange(n * f) * 10).reshape(n, f, 1, 1)
-    return imgs
-
-
-@pytest.mark.parametrize('shape,short,expected', [
-    ((H, W), 32, (32, 43)), ((W, H), 32, (43, 32)), ((H, W), 96, (96, 128)),
-    ((32, 32), 32, (32, 32))])
-def test_video_resize_short_side(shape, short, expected):
-    imgs = _coord_imgs(h=shape[0], w=shape[1])
-    results = VideoResize(short_side=short)(dict(imgs=imgs))
-    out = results['imgs']
-    assert out.shape == (2, 3) + expected + (3, ) and out.dtype == np.uint8
-    assert results['img_shape'] == expected
-    # Frames are resized independently and stay in order.
-    flag = cv2.INTER_AREA if short < min(shape) else cv2.INTER_LINEAR
-    ref = cv2.resize(imgs[1, 2], expected[::-1], interpolation=flag)
-    np.testing.assert_array_equal(out[1, 2], ref)
-    np.testing.assert_array_equal(out[..., 2].mean((2, 3)), imgs[..., 2].mean((2, 3)))
-
-
-def test_video_center_crop():
-    imgs = _coord_imgs()
-    results = VideoCenterCrop(size=32)(dict(imgs=imgs))
-    out = results['imgs']
-    assert out.shape == (2, 3, 32, 32, 3)
-    # x starts at (64 - 32) / 2 = 16, y at (48 - 32) / 2 = 8.
-    assert results['crop_bbox'] == (16, 8, 48, 40)
-    np.testing.assert_array_equal(out[0, 0, 0, :, 0], np.arange(16, 48))
-    np.testing.assert_array_equal(out[0, 0, :, 0, 1], np.arange(8, 40))
-    assert VideoCenterCrop(size=(20, 30))(dict(imgs=imgs))['imgs'].shape[2:4] == (20, 30)
-    with pytest.raises(ValueError, match='resize first'):
-        VideoCenterCrop(size=64)(dict(imgs=imgs))
-
-
-def test_format_video():
-    imgs = _coord_imgs()
-    cropped = VideoCenterCrop(size=32)(dict(imgs=imgs))['imgs']
-    assert not cropped.flags['C_CONTIGUOUS']
-    out = FormatVideo()(dict(imgs=cropped))['imgs']
-    assert isinstance(out, torch.Tensor) and out.dtype == torch.uint8
-    assert out.shape == (2, 3, 3, 32, 32) and out.is_contiguous()
-    np.testing.assert_array_equal(out.numpy(), cropped.transpose(0, 1, 4, 2, 3))
-    with pytest.raises(ValueError):
-        FormatVideo()(dict(imgs=imgs.astype(np.float32)))
-
-
 def test_video_pipeline_from_registry(video20):
     cfgs = [dict(type='LoadVideoClips', clip_len=2.0, frames_per_clip=2),
             dict(type='VideoResize', short_side=32),
@@ -446,3 +351,113 @@ def test_video_pipeline_from_registry(video20):
     np.testing.assert_array_equal(got, [[2, 6], [10, 14], [18, 19]])
     assert 'max_clips=None' in repr(TRANSFORMS.build(cfgs[0]))
     assert "filename_tmpl='img_{:05d}.jpg'" in repr(LoadFrameFolder(fps=4))
+
+
+# ------------------------------------------ whole-video frame sampling (K = 1)
+
+
+def decoded(imgs):
+    """Frame index shown in each time step of ``(T, 1, H, W, 3)`` or ``(T, 1, 3, H, W)``."""
+    x = np.asarray(imgs).reshape(len(imgs), -1).astype(np.float64)
+    return np.rint(x.mean(1) / STEP).astype(np.int64)
+
+
+@pytest.fixture(scope='module')
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp('frame_sampling')
+    return dict(long=write_index_video(root / 'long.mp4', 16),
+                short=write_index_video(root / 'short.mp4', 3), root=root)
+
+
+def test_load_video_frames_uniform_and_pipeline(videos):
+    t = TRANSFORMS.build(dict(type='LoadVideoFrames', num_frames=8))
+    assert isinstance(t, LoadVideoFrames)
+    out = t(dict(video_path=videos['long'], vid='long'))
+    assert out['imgs'].shape == (8, 1, H, W, 3) and out['imgs'].dtype == np.uint8
+    np.testing.assert_array_equal(out['frame_inds'], 2 * np.arange(8) + 1)
+    np.testing.assert_array_equal(decoded(out['imgs']), out['frame_inds'])
+    assert out['video_num_frames'] == 16 and out['video_fps'] == pytest.approx(4)
+    assert out['img_shape'] == (H, W)
+    for step in (VideoResize(32), VideoCenterCrop(32), FormatVideo()):
+        out = step(out)
+    assert out['imgs'].shape == (8, 1, 3, 32, 32)
+    out.update(captions=['a'], caption_ids=['long#0'], text_tokens=np.zeros((1, 3), np.int64),
+               text_mask=np.ones((1, 3), bool))
+    packed = PackRetrievalInputs()(out)
+    # The contract keeps the K = 1 axis from the loader to the model.
+    assert packed['inputs']['imgs'].shape == (8, 1, 3, 32, 32)
+    assert packed['inputs']['imgs'].dtype == torch.uint8
+    np.testing.assert_array_equal(decoded(packed['inputs']['imgs'].numpy()), 2 * np.arange(8) + 1)
+
+
+def test_random_sampling_decodes_the_sampled_frames(videos):
+    np.random.seed(0)
+    t = LoadVideoFrames(num_frames=4, sampling='random')
+    seen = set()
+    for _ in range(6):
+        out = t(dict(video_path=videos['long']))
+        inds = out['frame_inds']
+        assert ((inds >= np.arange(4) * 4) & (inds < np.arange(4) * 4 + 4)).all()
+        np.testing.assert_array_equal(decoded(out['imgs']), inds)
+        seen.add(tuple(inds.tolist()))
+    assert len(seen) > 1
+
+
+def test_short_video_repeat_or_keep(videos):
+    out = LoadVideoFrames(num_frames=8)(dict(video_path=videos['short']))
+    np.testing.assert_array_equal(decoded(out['imgs']), [0, 0, 0, 1, 1, 2, 2, 2])
+    out = LoadVideoFrames(num_frames=8, short_video='keep')(dict(video_path=videos['short']))
+    assert out['imgs'].shape[0] == 3
+    np.testing.assert_array_equal(decoded(out['imgs']), [0, 1, 2])
+
+
+def test_max_duration(videos):
+    # 16 frames at 4 fps; the first 2 s are frames 0..7.
+    out = LoadVideoFrames(num_frames=4, max_duration=2)(dict(video_path=videos['long']))
+    np.testing.assert_array_equal(out['frame_inds'], [1, 3, 5, 7])
+    np.testing.assert_array_equal(decoded(out['imgs']), [1, 3, 5, 7])
+
+
+def test_missing_and_corrupt_files_are_named(videos):
+    t = LoadVideoFrames()
+    missing = str(videos['root'] / 'nope.mp4')
+    with pytest.raises(FileNotFoundError, match='nope.mp4.*vid=v9'):
+        t(dict(video_path=missing, vid='v9'))
+    bad = videos['root'] / 'bad.mp4'
+    bad.write_bytes(b'\x00\x01not a video' * 50)
+    with pytest.raises(VideoReadError, match=r'bad\.mp4.*vid=v8'):
+        t(dict(video_path=str(bad), vid='v8'))
+
+
+def test_argument_checks_and_repr():
+    with pytest.raises(ValueError, match='sampling'):
+        LoadVideoFrames(sampling='dense')
+    with pytest.raises(ValueError, match='num_frames'):
+        LoadVideoFrames(num_frames=0)
+    with pytest.raises(ValueError, match='short_video'):
+        LoadVideoFrames(short_video='drop')
+    assert 'num_frames=8' in repr(LoadVideoFrames()) and "sampling='uniform'" in repr(
+        LoadVideoFrames())
+
+
+def test_frame_folder_variant(tmp_path):
+    frame_dir = tmp_path / 'v0'
+    frame_dir.mkdir()
+    for i in range(8):
+        cv2.imwrite(str(frame_dir / f'img_{i + 1:05d}.jpg'), np.full((H, W, 3), STEP * i, np.uint8))
+    t = TRANSFORMS.build(dict(type='LoadFramesFromFolder', num_frames=4))
+    assert isinstance(t, LoadFramesFromFolder)
+    results = dict(frame_dir=str(frame_dir), vid='v0')
+    out = t(results)
+    assert out['imgs'].shape == (4, 1, H, W, 3)
+    np.testing.assert_array_equal(out['frame_inds'], [1, 3, 5, 7])
+    np.testing.assert_array_equal(decoded(out['imgs']), [1, 3, 5, 7])
+    # No fps was known: none is reported, and the stand-in is not left behind.
+    assert 'fps' not in out and 'video_fps' not in out and '_nominal_fps' not in out
+    with pytest.raises(ValueError, match='needs fps'):
+        LoadFramesFromFolder(num_frames=4, max_duration=1)(dict(frame_dir=str(frame_dir)))
+    out = LoadFramesFromFolder(num_frames=2, max_duration=1, fps=4)(dict(frame_dir=str(frame_dir)))
+    np.testing.assert_array_equal(out['frame_inds'], [1, 3])
+    assert out['video_fps'] == 4
+    with pytest.raises(FileNotFoundError, match='missing_dir'):
+        t(dict(frame_dir=osp.join(str(tmp_path), 'missing_dir')))
