@@ -21,7 +21,8 @@ def retrieval_collate(batch: List[dict]) -> dict:
             'text_tokens' (C_i, L_i), 'text_mask' (C_i, L_i)}, 'data_samples': dict}``.
 
     Returns:
-        dict: ``inputs`` with ``imgs (B, T, 3, H, W)`` uint8 (or ``video_feat (B, T, D)``),
+        dict: ``inputs`` with ``imgs (B, T, 3, H, W)`` uint8 (or ``video_feat (B, T, D)``, or
+        ``video_prefix (B, T, K, N, D)`` from a frozen-prefix cache),
         ``video_mask (B, T)`` bool (True = real frame; videos with fewer frames are
         zero-padded), ``text_tokens (C, L)`` int64 and ``text_mask (C, L)`` bool (right-padded
         to the longest caption, ``C = sum C_i``), ``text_video_index (C,)`` int64;
@@ -31,7 +32,7 @@ def retrieval_collate(batch: List[dict]) -> dict:
         raise ValueError('retrieval_collate got an empty batch')
     items = [b['inputs'] for b in batch]
     inputs = {}
-    video_key = 'imgs' if 'imgs' in items[0] else 'video_feat'
+    video_key = next((k for k in ('imgs', 'video_prefix') if k in items[0]), 'video_feat')
     videos = [it[video_key] for it in items]
     shapes = {tuple(v.shape[1:]) for v in videos}
     if len(shapes) > 1:

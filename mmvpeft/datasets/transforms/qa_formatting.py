@@ -52,6 +52,8 @@ class PackQAInputs(BaseTransform):
                 raise ValueError(f'imgs must be (T, K, 3, H, W) after FormatVideo, got '
                                  f'{tuple(imgs.shape)}{ident}')
             inputs['imgs'] = imgs
+        elif 'video_prefix' in results:  # a frozen-prefix cache: (T, K, N, D) states
+            inputs['video_prefix'] = _as_tensor(results['video_prefix'])
         elif 'video_feat' in results:
             inputs['video_feat'] = _as_tensor(results['video_feat'])
         else:

@@ -23,7 +23,8 @@ class PackRetrievalInputs(BaseTransform):
     ``caption_ids``.
 
     Returns:
-        dict: ``inputs`` with ``imgs (T, 3, H, W)`` uint8 (or ``video_feat``),
+        dict: ``inputs`` with ``imgs (T, 3, H, W)`` uint8 (or ``video_feat``, or
+        ``video_prefix (T, K, N, D)`` from a frozen-prefix cache),
         ``text_tokens (C, L)`` int64, ``text_mask (C, L)`` bool; ``data_samples`` a dict of
         the present ``meta_keys``.
 
@@ -57,6 +58,8 @@ class PackRetrievalInputs(BaseTransform):
                 raise ValueError(f'imgs must be (T, 3, H, W) after FormatVideo, got '
                                  f'{tuple(imgs.shape)}{ident}')
             inputs['imgs'] = imgs
+        elif 'video_prefix' in results:  # a frozen-prefix cache: (T, K, N, D) states
+            inputs['video_prefix'] = _as_tensor(results['video_prefix'])
         elif 'video_feat' in results:
             inputs['video_feat'] = _as_tensor(results['video_feat'])
         else:
