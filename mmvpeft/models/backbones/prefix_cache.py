@@ -174,7 +174,8 @@ class TextPrefixStore:
         path = self.path(key)
         if not osp.isfile(path):
             raise PrefixCacheError(
-                f'prefix cache file {path} not found for the token ids {list(ids)[:12]}'
+                f'prefix cache file {path} not found for the token ids '
+                f'{[int(i) for i in ids[:12]]}'
                 f'{"..." if len(ids) > 12 else ""}: this text was not in the data the cache '
                 'was built from (or was tokenised differently); rerun '
                 'tools/build_prefix_cache.py (it resumes)')
