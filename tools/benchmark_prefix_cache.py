@@ -30,7 +30,6 @@ that the tool runs, not for the figures. Timings depend on the machine's load: t
 prints ``/proc/loadavg`` before and after each run.
 """
 import argparse
-import copy
 import math
 import os
 import os.path as osp
