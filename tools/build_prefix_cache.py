@@ -1,17 +1,21 @@
-"""Compute the frozen-prefix states of a config's videos and queries once, for training from
+"""Compute the frozen-prefix states of a config's videos and texts once, for training from
 them (``prefix_cache=CACHE_DIR`` in the config or ``--cfg-options prefix_cache=CACHE_DIR``).
 
     python tools/build_prefix_cache.py CONFIG CACHE_DIR [--dtype float16|float32]
-        [--loaders train_dataloader val_dataloader test_dataloader] [--device cuda]
-        [--overwrite] [--cfg-options k=v ...]
+        [--grid-fps FPS] [--loaders train_dataloader val_dataloader test_dataloader]
+        [--device cuda] [--overwrite] [--cfg-options k=v ...]
 
 The states entering the first block any PETL method touches (READ in the last 4 of 12
-blocks: block 8) depend only on the frame / the query, so training from them gives the same
-losses and gradients (exactly with float32, within fp16 rounding with the float16 default).
-Rerunning resumes: finished files are kept (each is written atomically). A cache built with
-another model, pretrained tag, image size, frame sampling, tokenizer or start block is refused;
-a config whose methods touch block 0 (LoRA everywhere, full fine-tuning, VPT-deep) cannot
-have one, and this tool says so.
+blocks: block 8) depend only on the frame / the tokens, so training from them gives the same
+losses and gradients (to float32 rounding with float32, within fp16 rounding with the float16
+default). Every task works the same way: each video's frames are stored on a fixed grid
+(every decoded frame, or ``--grid-fps`` frames per second) and the config's own samplers
+choose among them when training (random segments) and testing (uniform), so one cache serves
+both; every distinct token sequence (query, caption, question, transcript chunk) is stored
+once, named by its token ids. Rerunning resumes: finished files are kept (each is written
+atomically). A cache built with another model, pretrained tag, image size, decoding, resize
+or crop, grid or start block is refused; a config whose methods touch block 0 (LoRA
+everywhere, full fine-tuning, VPT-deep) cannot have one, and this tool says so.
 """
 import argparse
 
@@ -29,6 +33,8 @@ def parse_args(argv=None):
                         default=['train_dataloader', 'val_dataloader', 'test_dataloader'])
     parser.add_argument('--device', help='default: cuda when available, else cpu')
     parser.add_argument('--frames-per-batch', type=int, default=256)
+    parser.add_argument('--grid-fps', type=float,
+                        help='cache frames at this rate (default: every decoded frame)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace a cache built with another key')
     parser.add_argument('--no-progress', action='store_true')
@@ -44,10 +50,12 @@ def main(argv=None):
     cfg.pop('prefix_cache', None)  # the cache is built from the decoding pipeline
     r = build_prefix_cache(cfg, args.cache_dir, dtype=args.dtype, loaders=args.loaders,
                            device=args.device, frames_per_batch=args.frames_per_batch,
-                           progress=not args.no_progress, overwrite=args.overwrite)
+                           progress=not args.no_progress, overwrite=args.overwrite,
+                           grid_fps=args.grid_fps)
     print(f'prefix cache {args.cache_dir}: start blocks {r["start_block"]}, {r["videos"]} '
-          f'video(s) and {r["queries"]} query(ies) written, {r["skipped"]} already cached, '
-          f'{r["bytes"] / 2**20:.1f} MiB, {r["seconds"]} s on {r["device"]}')
+          f'video(s) ({r["frames"]} frames) and {r["texts"]} text(s) written, '
+          f'{r["skipped"]} already cached, {r["bytes"] / 2**20:.1f} MiB, {r["seconds"]} s '
+          f'on {r["device"]}')
     return r
 
 

@@ -189,7 +189,7 @@ def benchmark_model(cfg, batch_size: int, num_clips: int, num_words: int, steps:
 def decode_vs_cache(cfg, video_path: str, num_clips: int, repeat: int = 3,
                     width: Optional[int] = None, num_tokens: Optional[int] = None) -> dict:
     """Seconds to decode one video with the config's training transforms against loading
-    its frozen-prefix cache file (float16 ``(T, 1, N, D)``, written to a temporary folder).
+    its frozen-prefix cache file (float16 ``(T, N, D)`` frames, written to a temporary folder).
 
     The video is read as ``duration = num_clips * clip_len`` seconds, so it yields
     ``num_clips`` clips. ``width`` / ``num_tokens`` default to ViT-B/32 at the pipeline's
@@ -201,7 +201,7 @@ def decode_vs_cache(cfg, video_path: str, num_clips: int, repeat: int = 3,
     from mmcv.transforms import Compose
 
     from mmvpeft.apis.prefix_cache import split_pipeline
-    from mmvpeft.datasets.transforms.prefix_loading import prefix_file
+    from mmvpeft.datasets.transforms.prefix_loading import video_files
 
     video_tf, _ = split_pipeline(cfg.train_dataloader.dataset.pipeline)
     if not video_tf:
@@ -219,13 +219,12 @@ def decode_vs_cache(cfg, video_path: str, num_clips: int, repeat: int = 3,
     n = num_tokens or 1 + (size // 32)**2
     d = width or 768
     with tempfile.TemporaryDirectory() as tmp:
-        path = prefix_file(tmp, 'video', info)
-        np.savez(path, states=np.zeros((t, 1, n, d), np.float16), clip_len_eff=clip_len)
+        path = video_files(tmp, info['vid'])[0]
+        np.save(path, np.zeros((t, n, d), np.float16))
         cached = []
         for _ in range(repeat + 1):
             start = time.perf_counter()
-            with np.load(path) as f:
-                f['states']
+            np.ascontiguousarray(np.load(path, mmap_mode='r')[np.arange(t)])
             cached.append(time.perf_counter() - start)
         nbytes = osp.getsize(path)
     return dict(num_clips=t, decode_s=statistics.median(decode[1:]),

@@ -8,6 +8,7 @@ from mmengine.model import BaseModule
 from mmvpeft.models.peft.layout import SequenceLayout, lengths_from_mask
 from mmvpeft.registry import MODELS
 from .open_clip_utils import create_open_clip
+from .prefix_cache import TextPrefixStore
 from .tower import PEFTTowerMixin
 
 
@@ -124,7 +125,8 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
                 right-padded.
             prefix_states (Tensor, optional): (B, L, W) states entering block
                 :meth:`prefix_start` (:meth:`forward_prefix` or a prefix cache);
-                only the blocks from there on run.
+                only the blocks from there on run. A tower built with ``prefix_cache``
+                looks them up by ``text_tokens`` itself.
 
         Returns:
             dict:
@@ -149,6 +151,11 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
 
         cast_dtype = self.transformer.get_cast_dtype()
         layout = SequenceLayout(batch_size=b, mask=text_mask)
+        if prefix_states is None and self.prefix_cache is not None:
+            # Built with a frozen-prefix cache: these tokens' states, looked up by their ids.
+            if getattr(self, '_prefix_store', None) is None:
+                self._prefix_store = TextPrefixStore(self.prefix_cache)
+            prefix_states = self._prefix_store.lookup(text_tokens, text_mask, cast_dtype)
         if prefix_states is not None:
             x = prefix_states.to(cast_dtype)
             with self.run_blocks(layout):

@@ -149,11 +149,16 @@ class VideoCaptioner(VideoLanguageModel):
         Returns:
             dict: ``memory`` (B, S, W), ``memory_mask`` (B, S), ``video_aux``, ``context``.
         """
-        if 'imgs' not in inputs:
-            raise KeyError(f'VideoCaptioner needs "imgs" (raw frames), got {sorted(inputs)}')
         video_mask = inputs.get('video_mask')
-        out = self.video_backbone(inputs['imgs'], video_mask,
-                                  return_tokens=self.memory == 'patches')
+        if 'video_prefix' in inputs:  # frozen-prefix cache: states entering block k
+            out = self.video_backbone(None, video_mask, prefix_states=inputs['video_prefix'],
+                                      return_tokens=self.memory == 'patches')
+        elif 'imgs' in inputs:
+            out = self.video_backbone(inputs['imgs'], video_mask,
+                                      return_tokens=self.memory == 'patches')
+        else:
+            raise KeyError('VideoCaptioner needs "imgs" (raw frames) or "video_prefix" (a '
+                           f'frozen-prefix cache), got {sorted(inputs)}')
         if self.memory == 'patches':
             tokens = out['tokens']  # (B, T, K, P, W): K frames of a clip are K times
             b, t, k = tokens.shape[:3]
@@ -198,8 +203,9 @@ class VideoCaptioner(VideoLanguageModel):
         if 'text_tokens' not in inputs:
             raise KeyError('training needs the target text as "text_tokens"/"text_mask"')
         tokens, mask = inputs['text_tokens'], inputs['text_mask'].bool()
-        if tokens.shape[0] != inputs['imgs'].shape[0]:
-            raise ValueError(f'{tokens.shape[0]} target texts for {inputs["imgs"].shape[0]} '
+        videos = len(inputs['imgs'] if 'imgs' in inputs else inputs['video_prefix'])
+        if tokens.shape[0] != videos:
+            raise ValueError(f'{tokens.shape[0]} target texts for {videos} '
                              'videos; training items are (video, one caption) pairs')
         return tokens, mask
 

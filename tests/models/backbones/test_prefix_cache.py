@@ -88,7 +88,10 @@ def test_cached_prefix_gives_the_same_losses_and_gradients(name):
             torch.testing.assert_close(losses[k], ref_losses[k], **tol, msg=f'{dtype} {k}')
         for k in grads:
             scale = ref_grads[k].abs().max().clamp_min(1e-8)
-            torch.testing.assert_close(grads[k] / scale, ref_grads[k] / scale, **tol,
+            # Relative to the tensor's largest entry: fp32 rounding reaches ~2e-6 there
+            # (encoder.text_proj after the token-mixing tower), so float32 allows 2e-5.
+            gtol = dict(tol, atol=2e-5) if dtype == torch.float32 else tol
+            torch.testing.assert_close(grads[k] / scale, ref_grads[k] / scale, **gtol,
                                        msg=f'{dtype} grad {k}')
     # The prefix of the same padded batch is the same computation split in two: bit-exact.
     batched = dict(video_prefix=vt.forward_prefix(inputs['imgs']),
