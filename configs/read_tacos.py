@@ -14,7 +14,7 @@ adapter = dict(type='ReadAdapter', hidden_dim=32, rnn_type='rnn', bidirectional=
 adapter_layers = (-4, -3, -2, -1)
 
 model = dict(
-    type='MomentRetriever',
+    type='MomentGrounder',
     video_backbone=dict(type='CLIPVisionBackbone', model_name=clip_model_name,
                         pretrained=clip_pretrained, frozen=True, adapter=adapter,
                         adapter_layers=adapter_layers, adapter_mode='tokens'),

@@ -20,7 +20,7 @@ tiny_clip = dict(
 adapter = dict(type='ReadAdapter', hidden_dim=16, rnn_type='rnn')
 
 model = dict(
-    type='MomentRetriever',
+    type='MomentGrounder',
     video_backbone=dict(type='CLIPVisionBackbone', model_cfg=tiny_clip, frozen=True,
                         adapter=adapter, adapter_layers=(-1, ), adapter_mode='tokens'),
     text_backbone=dict(type='CLIPTextBackbone', model_cfg=tiny_clip, frozen=True,

@@ -54,7 +54,7 @@ class Mutation:
 
 ADAPTER = 'tests/models/peft/test_read.py'
 BACKBONES = 'tests/models/backbones/test_clip_backbones.py'
-RETRIEVER = 'tests/models/tasks/test_moment_retriever.py'
+RETRIEVER = 'tests/models/tasks/test_moment_grounder.py'
 PVLA = 'tests/models/losses/test_pvla_loss.py'
 OT = 'tests/ops/test_partial_ot.py'
 HEAD = 'tests/models/heads/test_dense_moment_head.py'
@@ -68,7 +68,7 @@ BAD = 'tests/tools/test_bad_input.py'
 _READ = 'mmvpeft/models/peft/read.py'
 _INJECT = 'mmvpeft/models/peft/read.py'  # the frame/word layout handling of READ
 _ENC = 'mmvpeft/models/encoders/cross_modal_encoder.py'
-_MODEL = 'mmvpeft/models/tasks/moment_retriever.py'
+_MODEL = 'mmvpeft/models/tasks/moment_grounder.py'
 _BASE = 'mmvpeft/models/tasks/base.py'
 _BLOCK = 'mmvpeft/models/peft/block.py'
 _TM = 'mmvpeft/models/peft/token_mixing.py'

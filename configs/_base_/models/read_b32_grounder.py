@@ -5,7 +5,7 @@
 # weights use QuickGELU: model_name='ViT-B-32-quickgelu' then).
 _read = dict(type='READ', layers=(-4, -3, -2, -1), hidden_dim=32, rnn_type='rnn')
 model = dict(
-    type='MomentRetriever',
+    type='MomentGrounder',
     video_backbone=dict(type='CLIPVisionBackbone', model_name='ViT-B-32', pretrained='openai',
                         frozen=True, peft=[dict(_read, mode='tokens')]),
     text_backbone=dict(type='CLIPTextBackbone', model_name='ViT-B-32', pretrained='openai',
