@@ -29,7 +29,7 @@ class VideoQA(VideoLanguageModel):
     vocabulary; the dataset's label of ``answer``) in training.
 
     1. Video: one projected CLIP embedding per frame, ``(B, T, E)``, from the image tower
-       with its PETL methods (e.g. token mixing in the last block, which then trains).
+       with its PEFT methods (e.g. token mixing in the last block, which then trains).
     2. Question: per-token CLIP text features ``(B, L, W)`` and the pooled EOT embedding
        ``(B, E)``.
     3. Fusion (``CrossModalEncoder``, joint by default): frames and words attend to each
