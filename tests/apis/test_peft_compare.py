@@ -1,4 +1,4 @@
-"""The PETL comparison: presets replace a config's methods; rows are measured per method."""
+"""The PEFT comparison: presets replace a config's methods; rows are measured per method."""
 import json
 import os.path as osp
 
@@ -20,7 +20,7 @@ def test_with_method_replaces_the_methods_of_both_towers():
     assert lora.model.pvla_loss is None  # PVLA needs READ in both towers
     assert with_method(cfg, 'read').model.pvla_loss is not None
     assert cfg.model.video_backbone.adapter is not None  # the input is not modified
-    with pytest.raises(KeyError, match='unknown PETL preset'):
+    with pytest.raises(KeyError, match='unknown PEFT preset'):
         with_method(cfg, 'nope')
 
 
