@@ -55,8 +55,9 @@ class VideoQA(VideoLanguageModel):
         answer_vocab (dict, optional): Where the answer strings are: ``answers=[...]`` in
             label order, or ``file=`` (a JSON file of
             :mod:`mmvpeft.datasets.qa.answer_vocab`, joined to ``data_root`` when relative).
-            The datasets' keys ``source`` and ``top_k`` are accepted and not read: the model
-            never reads annotations.
+            The datasets' ``source`` is accepted and never read (the model never reads
+            annotations); ``top_k`` sizes the head only in older configs without
+            ``num_answers`` (deprecated).
         fusion (dict): ``CrossModalEncoder`` config; ``video_dim``/``text_dim`` default to
             the towers' output sizes.
         head (dict): ``AnswerClassifierHead`` config; ``in_dim`` and ``num_answers`` are
