@@ -141,3 +141,20 @@ def test_synthetic_qa_questions_follow_the_drawn_attributes_and_decode(tmp_path)
     assert tuple(out['inputs']['imgs'].shape) == (4, 1, 3, 32, 32)
     assert out['inputs']['text_mask'].all() and out['inputs']['text_tokens'].ndim == 1
     assert out['data_samples']['answer_label'] == SYNTHETIC_ANSWERS.index(records[0]['color'])
+
+
+def test_vocab_file_records_its_digest_and_an_edited_file_is_refused(tmp_path):
+    path = tmp_path / 'vocab.json'
+    vocab = AnswerVocab(['man', 'dog'], meta=dict(top_k=2))
+    vocab.save(str(path))
+    data = json.loads(path.read_text())
+    assert data['sha256'] == vocab.digest.hex()
+    assert AnswerVocab.load(str(path)).digest == vocab.digest
+    assert not list(tmp_path.glob('*.tmp'))  # written atomically, nothing left over
+    data['answers'] = ['dog', 'man']
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match='vocab.json: the answers do not match the recorded'):
+        AnswerVocab.load(str(path))
+    del data['sha256']  # files written before the digest was recorded still load
+    path.write_text(json.dumps(data))
+    assert AnswerVocab.load(str(path)).answers == ['dog', 'man']
