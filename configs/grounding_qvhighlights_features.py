@@ -7,7 +7,7 @@ _base_ = ['_base_/datasets/qvhighlights_features.py', '_base_/default_runtime.py
           '_base_/schedules/adamw_cosine.py']
 
 model = dict(
-    type='MomentRetriever',
+    type='MomentGrounder',
     encoder=dict(type='CrossModalEncoder', video_dim={{_base_.video_dim}},
                  text_dim={{_base_.text_dim}}, dim=256, num_heads=8, fusion='joint',
                  num_fusion_layers=3, dropout=0.1),

@@ -5,7 +5,7 @@
 # leaves the text start token (the same state for every query) out of the alignment, and the
 # last vision block computes only the CLS token (the only one that reaches the output).
 # It inherits read_tacos.py's bases (configs inherit one level): the same data, schedule and
-# model (read_b32_grounder.py is read_tacos.py's model in the peft=[...] spelling).
+# model (read_b32_grounder.py).
 #   python tools/train.py configs/read_tacos_budget.py
 _base_ = ['_base_/datasets/tacos_videos.py', '_base_/default_runtime.py',
           '_base_/schedules/adamw_cosine.py', '_base_/models/read_b32_grounder.py']

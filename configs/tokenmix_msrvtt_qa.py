@@ -5,6 +5,8 @@
 # a 2-layer joint fusion transformer and an answer classifier trained from scratch.
 #   python tools/train.py configs/tokenmix_msrvtt_qa.py
 #   python tools/test.py configs/tokenmix_msrvtt_qa.py work_dirs/tokenmix_msrvtt_qa/best_acc_epoch_N.pth --dump answers.jsonl
+# The vocabulary file can be made beforehand:
+#   python tools/build_answer_vocab.py data/msrvtt_qa/train_qa.json data/msrvtt_qa/answer_vocab_top1500.json
 # OpenAI weights come through open_clip's hub; offline, set model.video_backbone.pretrained /
 # model.text_backbone.pretrained to a local file and model_name to 'ViT-B-16-quickgelu'.
 _base_ = ['_base_/datasets/msrvtt_qa.py', '_base_/default_runtime.py',
@@ -16,9 +18,11 @@ model = dict(
                         frozen=True, peft=[dict(type='TokenMixing', layers=(-1, ), alpha=0.8)]),
     text_backbone=dict(type='CLIPTextBackbone', model_name='ViT-B-16', pretrained='openai',
                        frozen=True),
-    # The same vocabulary as the datasets (the base's answer_vocab, under its data_root).
-    answer_vocab=dict(source='train_qa.json', top_k=1500, file='answer_vocab_top1500.json',
-                      data_root='data/msrvtt_qa'),
+    # The head's size is a config value; the answer strings come from the vocabulary file
+    # the datasets write on first use (or tools/build_answer_vocab.py), never from the
+    # annotations, so the model builds without any data.
+    num_answers=1500,
+    answer_vocab=dict(file='answer_vocab_top1500.json', data_root='data/msrvtt_qa'),
     fusion=dict(type='CrossModalEncoder', dim=256, num_heads=4, num_fusion_layers=2,
                 fusion='joint', dropout=0.1),
     head=dict(type='AnswerClassifierHead', hidden_dim=768, dropout=0.1),

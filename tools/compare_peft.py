@@ -1,4 +1,4 @@
-"""Compare PETL methods on one task config: trainable parameters, share, step time, memory.
+"""Compare PEFT methods on one task config: trainable parameters, share, step time, memory.
 
     python tools/compare_peft.py CONFIG [--methods partial token_mixing read lora ...]
         [--batch-size 2] [--num-clips 8] [--num-words 16] [--steps 3] [--device cpu|cuda]
@@ -6,7 +6,7 @@
         [--cfg-options k=v ...]
 
 Each method (a preset of ``mmvpeft.apis.peft_compare.METHOD_PRESETS``) replaces the
-config's PETL methods and runs on random inputs of the config's shape (``--num-clips``
+config's PEFT methods and runs on random inputs of the config's shape (``--num-clips``
 frames or clips per video), each in a fresh process. With finished work dirs the table
 adds their last logged ``--metric``. On a shared 2-core machine prefix
 ``OMP_NUM_THREADS=1``: contended threads make timings swing.
@@ -20,7 +20,7 @@ from mmvpeft.apis.peft_compare import METHOD_PRESETS, compare_methods, format_ta
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Compare PETL methods on one config')
+    parser = argparse.ArgumentParser(description='Compare PEFT methods on one config')
     parser.add_argument('config')
     parser.add_argument('--methods', nargs='+', default=list(METHOD_PRESETS),
                         choices=sorted(METHOD_PRESETS))

@@ -5,19 +5,14 @@
 # per-frame patch tokens to a tiny random CoCa-style decoder (trained from scratch).
 #   python tools/test.py configs/demo/caption_demo.py none   # the untrained model
 #   python tools/train.py configs/demo/caption_demo.py
-_base_ = ['../_base_/default_runtime.py', '../_base_/schedules/adamw_cosine.py']
+_base_ = ['../_base_/models/tiny_clip.py', '../_base_/default_runtime.py',
+          '../_base_/schedules/adamw_cosine.py']
 
 data_root = 'data/demo_retrieval'  # the same generated set as the retrieval demo
-image_size = 32
+image_size = {{_base_.image_size}}  # the tiny CLIP's input size
 num_frames = 8
-context_length = 16
+context_length = {{_base_.context_length}}
 generator = dict(num_train=120, num_val=24, duration=4.0, fps=4, size=(64, 64))
-tiny_clip = dict(
-    embed_dim=64,
-    vision_cfg=dict(image_size=image_size, patch_size=8, width=64, layers=2, head_width=32,
-                    mlp_ratio=2.0),
-    text_cfg=dict(context_length=context_length, vocab_size=49408, width=64, heads=2,
-                  layers=2, mlp_ratio=2.0))
 tiny_decoder = dict(width=64, heads=2, layers=2, vocab_size=49408,
                     context_length=context_length, mlp_ratio=2.0)
 # The decoder predicts only the words of the demo's captions (see VideoTextDecoder
@@ -27,7 +22,8 @@ caption_words = ['a red green blue yellow magenta cyan circle square triangle mo
 
 model = dict(
     type='VideoCaptioner',
-    video_backbone=dict(type='CLIPVisionBackbone', model_cfg=tiny_clip, frozen=True,
+    video_backbone=dict(type='CLIPVisionBackbone', model_cfg={{_base_.tiny_clip}},
+                        frozen=True,
                         peft=[dict(type='TokenMixing', layers=(-1, ), alpha=0.8)]),
     decoder=dict(type='VideoTextDecoder', model_cfg=tiny_decoder, frozen=False,
                  max_frames=num_frames, vocab_texts=caption_words),

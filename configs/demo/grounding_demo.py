@@ -8,7 +8,7 @@ data_root = 'data/demo_grounding'
 video_dim, text_dim = 64, 48  # sizes of the synthetic clip / word features
 
 model = dict(
-    type='MomentRetriever',
+    type='MomentGrounder',
     encoder=dict(type='CrossModalEncoder', video_dim=video_dim, text_dim=text_dim, dim=64,
                  num_heads=4, fusion='joint', num_fusion_layers=3, dropout=0.0),
     head=dict(type='DenseMomentHead', in_dim=64, hidden_dim=64,

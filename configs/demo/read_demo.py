@@ -3,28 +3,24 @@
 # (frozen) with READ adapters in both towers, PVLA, and the grounding head.
 #   python tools/train.py configs/demo/read_demo.py
 #   python tools/test.py configs/demo/read_demo.py none   # the untrained model, for reference
-_base_ = ['../_base_/default_runtime.py', '../_base_/schedules/adamw_cosine.py']
+_base_ = ['../_base_/models/tiny_clip.py', '../_base_/default_runtime.py',
+          '../_base_/schedules/adamw_cosine.py']
 
 data_root = 'data/demo_read'
 clip_len = 1.0  # the synthetic events last 2-8 s
-image_size = 32
+image_size = {{_base_.image_size}}  # the tiny CLIP's input size
 # 64 px: decord mis-sizes mp4v frames whose width is not a multiple of 32 (48 px fails).
 generator = dict(num_videos=96, duration=16.0, fps=4, size=(64, 64), val_ratio=0.25)
-# A tiny open_clip config (random weights): any open_clip ViT config works the same way.
-tiny_clip = dict(
-    embed_dim=64,
-    vision_cfg=dict(image_size=image_size, patch_size=8, width=64, layers=2, head_width=32,
-                    mlp_ratio=2.0),
-    text_cfg=dict(context_length=16, vocab_size=49408, width=64, heads=2, layers=2,
-                  mlp_ratio=2.0))
-adapter = dict(type='ReadAdapter', hidden_dim=16, rnn_type='rnn')
+# The model: the tiny open_clip config of _base_/models/tiny_clip.py (random weights); any
+# open_clip ViT config works the same way.
+_read = dict(type='READ', layers=(-1, ), hidden_dim=16, rnn_type='rnn')  # in the last block
 
 model = dict(
-    type='MomentRetriever',
-    video_backbone=dict(type='CLIPVisionBackbone', model_cfg=tiny_clip, frozen=True,
-                        adapter=adapter, adapter_layers=(-1, ), adapter_mode='tokens'),
-    text_backbone=dict(type='CLIPTextBackbone', model_cfg=tiny_clip, frozen=True,
-                       adapter=adapter, adapter_layers=(-1, )),
+    type='MomentGrounder',
+    video_backbone=dict(type='CLIPVisionBackbone', model_cfg={{_base_.tiny_clip}},
+                        frozen=True, peft=[dict(_read, mode='tokens')]),
+    text_backbone=dict(type='CLIPTextBackbone', model_cfg={{_base_.tiny_clip}},
+                       frozen=True, peft=[_read]),
     encoder=dict(type='CrossModalEncoder', video_dim=64, text_dim=64, dim=64, num_heads=4,
                  fusion='joint', num_fusion_layers=3, dropout=0.0),
     head=dict(type='DenseMomentHead', in_dim=64, hidden_dim=64,

@@ -5,24 +5,21 @@
 # frozen text tower with READ over words.
 #   python tools/train.py configs/demo/retrieval_demo.py
 #   python tools/test.py configs/demo/retrieval_demo.py none   # the untrained model
-_base_ = ['../_base_/default_runtime.py', '../_base_/schedules/adamw_cosine.py']
+_base_ = ['../_base_/models/tiny_clip.py', '../_base_/default_runtime.py',
+          '../_base_/schedules/adamw_cosine.py']
 
 data_root = 'data/demo_retrieval'
-image_size = 32
+image_size = {{_base_.image_size}}  # the tiny CLIP's input size
 num_frames = 8
 generator = dict(num_train=120, num_val=24, duration=4.0, fps=4, size=(64, 64))
-tiny_clip = dict(
-    embed_dim=64,
-    vision_cfg=dict(image_size=image_size, patch_size=8, width=64, layers=2, head_width=32,
-                    mlp_ratio=2.0),
-    text_cfg=dict(context_length=16, vocab_size=49408, width=64, heads=2, layers=2,
-                  mlp_ratio=2.0))
 
 model = dict(
     type='VideoTextRetriever',
-    video_backbone=dict(type='CLIPVisionBackbone', model_cfg=tiny_clip, frozen=True,
+    video_backbone=dict(type='CLIPVisionBackbone', model_cfg={{_base_.tiny_clip}},
+                        frozen=True,
                         peft=[dict(type='TokenMixing', layers=(-1, ), alpha=0.8)]),
-    text_backbone=dict(type='CLIPTextBackbone', model_cfg=tiny_clip, frozen=True,
+    text_backbone=dict(type='CLIPTextBackbone', model_cfg={{_base_.tiny_clip}},
+                       frozen=True,
                        peft=[dict(type='READ', layers=(-1, ), hidden_dim=16)]),
     temporal_pool=dict(type='TemporalPool', mode='mean'),
     loss=dict(type='SymmetricInfoNCELoss'),

@@ -31,7 +31,7 @@ def synthetic_batch(cfg, batch_size: int, num_clips: int, num_words: int,
                     device) -> Tuple[Dict[str, torch.Tensor], List[dict]]:
     """Random inputs of the shapes the config's model consumes, and matching samples.
 
-    Grounding models (``MomentRetriever``) get ``num_clips`` clips of one frame and a
+    Grounding models (``MomentGrounder``) get ``num_clips`` clips of one frame and a
     ground-truth window; retrieval models (``VideoTextRetriever``) get ``num_clips`` frames
     per video and one caption per video.
     """

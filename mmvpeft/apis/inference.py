@@ -41,7 +41,7 @@ class MomentPredictor:
     """A built grounding model and the pipeline that turns (video, query) into its input.
 
     Args:
-        model: a ``MomentRetriever`` (eval mode).
+        model: a ``MomentGrounder`` (eval mode).
         cfg: its config (the test pipeline is read from it).
         device: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
     """

@@ -1,4 +1,4 @@
-"""Build one task config with each PETL method and measure it: the table both papers print.
+"""Build one task config with each PEFT method and measure it: the table both papers print.
 
     rows = compare_methods('configs/tokenmix_msrvtt_retrieval.py', ['partial', 'token_mixing'])
 
@@ -35,7 +35,7 @@ METHOD_PRESETS: Dict[str, tuple] = {
 def with_method(cfg, name: str):
     """A copy of ``cfg`` whose towers carry preset ``name`` (and only it)."""
     if name not in METHOD_PRESETS:
-        raise KeyError(f'unknown PETL preset {name!r}; presets: {sorted(METHOD_PRESETS)}')
+        raise KeyError(f'unknown PEFT preset {name!r}; presets: {sorted(METHOD_PRESETS)}')
     video, text = METHOD_PRESETS[name]
     cfg = copy.deepcopy(cfg)
     for key, methods in (('video_backbone', video), ('text_backbone', text)):

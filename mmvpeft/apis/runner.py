@@ -1,26 +1,22 @@
 """Library side of ``tools/train.py`` and ``tools/test.py``: config handling, CPU-aware
 distributed setup and Runner construction, so the tools stay thin."""
-import copy
 import os
 import os.path as osp
-import sys
-import uuid
 from typing import Optional
 
-import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.runner import Runner
-
-from mmvpeft.utils.checkpoint import check_checkpoint_file
-from .config_checks import (apply_knob_options, check_hook_args, check_top_level_keys,
-                            read_config, scale_schedule_to_epochs)
 
 
 def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
                 launcher: str = 'none', amp: bool = False, resume: Optional[str] = None,
                 load_from: Optional[str] = None, allow_base_mismatch: bool = False,
                 allow_partial_load: bool = False) -> Config:
-    """Read a config and apply the command-line conventions of MMEngine tools.
+    """Read a config and apply the command-line conventions of MMEngine tools: the one
+    resolve pass of :func:`mmvpeft.apis.config.resolve_config`, which logs every change it
+    makes (and :func:`build_runner` writes them with the config to
+    ``WORK_DIR/resolved_config.py``).
 
     Args:
         config: path of the config file.
@@ -35,55 +31,11 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
         allow_partial_load: load a checkpoint whose weights do not all match the model
             (sets ``model.allow_partial_load``).
     """
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config file not found: {config}')
-    # custom_imports finds a plugin module that sits next to the config (appended, so it
-    # never shadows an installed module).
-    folder = osp.dirname(osp.abspath(config))
-    if folder not in sys.path:
-        sys.path.append(folder)
-    cfg = read_config(config)
-    if cfg_options:
-        before = copy.deepcopy(cfg)
-        cfg.merge_from_dict(cfg_options)
-        apply_knob_options(cfg, before, cfg_options)
-    # Checked before anything is built, so a typo fails now and not after an epoch.
-    check_top_level_keys(cfg, config)
-    check_hook_args(cfg)
-    scale_schedule_to_epochs(cfg)
-    cfg.launcher = launcher
-    if cfg.get('prefix_cache'):  # train / test from a frozen-prefix cache
-        from .prefix_cache import use_prefix_cache
-        use_prefix_cache(cfg, cfg.prefix_cache)
-    # Set only when asked, so model types without these arguments still build.
-    if allow_base_mismatch:
-        cfg.model.allow_base_mismatch = True
-    if allow_partial_load:
-        cfg.model.allow_partial_load = True
-    cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(config, launcher)
-    # A unique name: MMEngine keys its logger by experiment_name, and two runners built in
-    # the same second in one process would otherwise share (and close) one logger.
-    cfg.experiment_name = f'{osp.splitext(osp.basename(config))[0]}_{uuid.uuid4().hex[:8]}'
-    if amp:
-        if not torch.cuda.is_available():
-            raise RuntimeError('--amp needs a CUDA device (MMEngine AmpOptimWrapper); this '
-                               'machine has none. Run without --amp on CPU.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    subset = (cfg.get('train_dataloader') or {}).get('dataset', {}).get('train_subset')
-    if subset and not subset.get('record'):  # low-resource runs record their subset
-        subset['record'] = osp.join(cfg.work_dir, 'train_subset.json')
-    if resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif resume:
-        check_checkpoint_file(resume, '--resume checkpoint')
-        cfg.resume, cfg.load_from = True, resume
-    if load_from:
-        check_checkpoint_file(load_from)
-        cfg.load_from = load_from
-    if launcher != 'none' and not torch.cuda.is_available():
-        setup_cpu_distributed(cfg)
-    return cfg
+    from .config import resolve_config
+    return resolve_config(config, work_dir=work_dir, cfg_options=cfg_options,
+                          launcher=launcher, amp=amp, resume=resume, load_from=load_from,
+                          allow_base_mismatch=allow_base_mismatch,
+                          allow_partial_load=allow_partial_load)
 
 
 def default_work_dir(config: str, launcher: str = 'none') -> str:
@@ -135,11 +87,22 @@ def destroy_distributed() -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """``Runner.from_cfg``, honouring a ``runner_type`` in the config."""
+    """``Runner.from_cfg``, honouring a ``runner_type`` in the config; a config from
+    :func:`load_config` is then written, with the changes the resolve pass made, to
+    ``WORK_DIR/resolved_config.py`` (main process only)."""
+    from .config import config_changes, is_resolved, write_resolved_config
+    resolved = is_resolved(cfg)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    if resolved:
+        path = write_resolved_config(cfg, runner.work_dir)
+        if path:
+            print_log(f'resolved config ({len(config_changes(cfg))} changes): {path}',
+                      logger='current')
+    return runner
 
 
 def dump_metric_type(cfg: Config):

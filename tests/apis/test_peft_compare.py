@@ -1,4 +1,4 @@
-"""The PETL comparison: presets replace a config's methods; rows are measured per method."""
+"""The PEFT comparison: presets replace a config's methods; rows are measured per method."""
 import json
 import os.path as osp
 
@@ -16,11 +16,21 @@ def test_with_method_replaces_the_methods_of_both_towers():
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'read_tacos.py'))
     lora = with_method(cfg, 'lora')
     assert lora.model.video_backbone.peft == [dict(type='LoRA', rank=8)]
-    assert lora.model.video_backbone.adapter is None  # no second READ from the old spelling
+    assert lora.model.text_backbone.peft == [dict(type='LoRA', rank=8)]
     assert lora.model.pvla_loss is None  # PVLA needs READ in both towers
     assert with_method(cfg, 'read').model.pvla_loss is not None
-    assert cfg.model.video_backbone.adapter is not None  # the input is not modified
-    with pytest.raises(KeyError, match='unknown PETL preset'):
+    assert cfg.model.video_backbone.peft[0].type == 'READ'  # the input is not modified
+    # A config in the legacy adapter= spelling: no second READ survives the swap.
+    old = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'read_tacos.py'))
+    for key in ('video_backbone', 'text_backbone'):
+        old.model[key].pop('peft')
+        old.model[key].update(adapter=dict(type='ReadAdapter', hidden_dim=32),
+                              adapter_layers=(-4, -3, -2, -1))
+    lora = with_method(old, 'lora')
+    assert lora.model.video_backbone.adapter is None
+    assert lora.model.video_backbone.peft == [dict(type='LoRA', rank=8)]
+    assert old.model.video_backbone.adapter is not None
+    with pytest.raises(KeyError, match='unknown PEFT preset'):
         with_method(cfg, 'nope')
 
 

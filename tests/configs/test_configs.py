@@ -31,7 +31,7 @@ def _offline(cfg):
 def test_config_parses_with_shallow_inheritance(path):
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmvpeft'
-    assert cfg.model.type in ('MomentRetriever', 'VideoTextRetriever', 'VideoCaptioner', 'VideoQA')
+    assert cfg.model.type in ('MomentGrounder', 'VideoTextRetriever', 'VideoCaptioner', 'VideoQA')
     with open(path) as f:
         text = f.read()
     assert text.lstrip().startswith('#'), 'every config opens with a comment saying what it is'

@@ -36,7 +36,7 @@ def write_msrvtt_qa(root):
 
 
 def test_tokenmix_qa_trains_the_last_block_at_the_papers_budget(tmp_path):
-    write_msrvtt_qa(tmp_path)
+    """Built with no data at all: the head's size is the config's num_answers."""
     init_default_scope('mmvpeft')
     cfg = Config.fromfile(CONFIG)
     for key in ('video_backbone', 'text_backbone'):
@@ -52,7 +52,8 @@ def test_tokenmix_qa_trains_the_last_block_at_the_papers_budget(tmp_path):
     by_group = {name: trainable for name, trainable, _ in rows}
     assert by_group['video_backbone'] == 7_087_872
     assert by_group['total'] == 7_087_872 + by_group['fusion'] + by_group['head']
-    assert model.head.num_answers == 3  # man, cook, dog: fewer than top_k=1500 exist
+    assert model.head.num_answers == 1500 and model.answers is None  # no file yet
+    assert not (tmp_path / 'answer_vocab_top1500.json').exists()  # nothing read or written
 
 
 def test_tokenmix_qa_trains_a_step_and_dumps_answers(tmp_path, load_tool):
@@ -75,7 +76,7 @@ def test_tokenmix_qa_trains_a_step_and_dumps_answers(tmp_path, load_tool):
         f"_tiny = {tiny!r}\n"
         "model = dict(video_backbone=dict(model_cfg=_tiny, pretrained=None),\n"
         "             text_backbone=dict(model_cfg=_tiny, pretrained=None),\n"
-        f"             answer_vocab=dict(data_root={str(data)!r}),\n"
+        f"             num_answers=3, answer_vocab=dict(data_root={str(data)!r}),\n"
         "             fusion=dict(dim=32, num_heads=2), head=dict(hidden_dim=32))\n"
         f"{loaders}\n"
         "train_cfg = dict(max_epochs=1)\n")
@@ -87,8 +88,11 @@ def test_tokenmix_qa_trains_a_step_and_dumps_answers(tmp_path, load_tool):
     assert 'head.vocab_digest' in keys and any(k.startswith('fusion.') for k in keys)
     assert all(k.startswith(('head.', 'fusion.', 'video_backbone.visual.transformer.'
                              'resblocks.1.')) for k in keys)
+    # The dataset wrote the file (man, cook, dog: fewer than top_k=1500 exist); the model
+    # read it on its first step and recorded its digest with the weights.
     vocab = json.loads((data / 'answer_vocab_top1500.json').read_text())
     assert vocab['answers'] == ['man', 'cook', 'dog'] and vocab['top_k'] == 1500
+    assert bytes(ckpt['state_dict']['head.vocab_digest'].tolist()).hex() == vocab['sha256']
     answers = tmp_path / 'answers.jsonl'
     torch.manual_seed(0)
     metrics = load_tool('test').main([str(config), osp.join(work, 'epoch_1.pth'), '--work-dir',

@@ -26,7 +26,7 @@ METHODS = {
 def _cfg(method):
     video_peft, text_peft = METHODS[method]
     return Config(dict(default_scope='mmvpeft', model=dict(
-        type='MomentRetriever',
+        type='MomentGrounder',
         video_backbone=dict(type='CLIPVisionBackbone', model_cfg=TINY, frozen=True,
                             peft=[video_peft]),
         text_backbone=dict(type='CLIPTextBackbone', model_cfg=TINY, frozen=True,
@@ -70,7 +70,7 @@ def test_round_trip_is_exact(method, tmp_path):
         assert torch.equal(got[key], expected[key]), key
 
     rebuilt, rebuilt_cfg = build_from_adapter(path)
-    assert rebuilt_cfg.model.type == 'MomentRetriever'
+    assert rebuilt_cfg.model.type == 'MomentGrounder'
     # the stored config rebuilds the architecture; the file carries only trained tensors
     tensors, meta = read_adapter(path)
     trainable = {n for n, p in trained.named_parameters() if p.requires_grad}

@@ -54,7 +54,7 @@ class Mutation:
 
 ADAPTER = 'tests/models/peft/test_read.py'
 BACKBONES = 'tests/models/backbones/test_clip_backbones.py'
-RETRIEVER = 'tests/models/tasks/test_moment_retriever.py'
+RETRIEVER = 'tests/models/tasks/test_moment_grounder.py'
 PVLA = 'tests/models/losses/test_pvla_loss.py'
 OT = 'tests/ops/test_partial_ot.py'
 HEAD = 'tests/models/heads/test_dense_moment_head.py'
@@ -68,7 +68,7 @@ BAD = 'tests/tools/test_bad_input.py'
 _READ = 'mmvpeft/models/peft/read.py'
 _INJECT = 'mmvpeft/models/peft/read.py'  # the frame/word layout handling of READ
 _ENC = 'mmvpeft/models/encoders/cross_modal_encoder.py'
-_MODEL = 'mmvpeft/models/tasks/moment_retriever.py'
+_MODEL = 'mmvpeft/models/tasks/moment_grounder.py'
 _BASE = 'mmvpeft/models/tasks/base.py'
 _BLOCK = 'mmvpeft/models/peft/block.py'
 _TM = 'mmvpeft/models/peft/token_mixing.py'
@@ -219,7 +219,7 @@ MUTATIONS: List[Mutation] = [
       (f'{CONFIGS}::test_read_demo_trains_and_saves_adapter_only_checkpoints', )),
     M('test-tool-ignores-checkpoint-features', 'tools/test.py', 'load_from=checkpoint,',
       'load_from=None,', (f'{TOOLS}::test_train_resume_test_and_dump', )),
-    M('resume-ignored', 'mmvpeft/apis/runner.py', 'cfg.resume, cfg.load_from = True, None',
+    M('resume-ignored', 'mmvpeft/apis/config.py', 'cfg.resume, cfg.load_from = True, None',
       'cfg.resume, cfg.load_from = False, None', (f'{TOOLS}::test_resume_is_exact', )),
     M('frozen-base-not-checked', _BASE,
       'check_loaded_state(module, state_dict, prefix, local_metadata, filled,',
@@ -240,7 +240,7 @@ MUTATIONS: List[Mutation] = [
       "model = dict(head=dict(loss_cls=dict(_delete_=True, type='MyBCELoss')))",
       "model = dict(head=dict(loss_cls=dict(_delete_=True, type='SigmoidFocalLoss', "
       "gamma=0.0, alpha=None)))", (f'{TOOLS}::test_custom_imports_plugin', )),
-    M('tools-ignore-allow-base-mismatch', 'mmvpeft/apis/runner.py',
+    M('tools-ignore-allow-base-mismatch', 'mmvpeft/apis/config.py',
       'cfg.model.allow_base_mismatch = True', 'pass',
       (f'{CONFIGS}::test_read_demo_trains_and_saves_adapter_only_checkpoints', )),
     # ---- bad input (issue 9)
@@ -254,6 +254,9 @@ MUTATIONS: List[Mutation] = [
     M('schedule-ignores-max-epochs', 'mmvpeft/apis/config_checks.py',
       'if not length or epochs == length:', 'if True:',
       (f'{BAD}::test_short_run_ends_at_the_final_lr_of_its_schedule', )),
+    M('resolve-changes-not-recorded', 'mmvpeft/apis/config.py', 'changes.extend(new)', 'pass',
+      ('tests/apis/test_config.py::test_every_kind_of_change_is_logged_and_listed_in_the_'
+       'header', )),
     M('knob-not-applied', 'mmvpeft/apis/config_checks.py',
       'container[key] = copy.deepcopy(new)', 'pass',
       (f'{BAD}::test_data_root_from_cfg_options_and_from_a_child_config', )),
@@ -386,6 +389,14 @@ MUTATIONS: List[Mutation] = [
       'feat = masked_mean(fused, vmask.bool())', 'feat = fused.mean(1)',
       ('tests/models/tasks/test_video_qa.py::test_a_padded_question_and_video_equal_the_'
        'sample_alone', )),
+    M('qa-sample-label-of-another-vocab', 'mmvpeft/models/tasks/video_qa.py',
+      "and answers[label] != s['answer']:", "and False:",
+      ('tests/models/tasks/test_video_qa.py::test_dataset_labels_from_another_vocabulary_are_'
+       'refused', )),
+    M('qa-vocab-file-digest-unchecked', 'mmvpeft/models/tasks/video_qa.py',
+      'if recorded is not None and recorded != _digest(answers).hex():', 'if False:',
+      ('tests/models/tasks/test_video_qa.py::test_vocabulary_file_whose_answers_do_not_match_'
+       'its_digest_is_refused', )),
     M('qa-vocab-digest-unchecked', 'mmvpeft/models/heads/answer_head.py',
       "if key in state_dict and bool(self.vocab_digest.any()):",
       "if False and key in state_dict:",

@@ -2,7 +2,7 @@
 # videos, 8 frames per video, the question through the CLIP tokenizer. The answer vocabulary
 # is the 1,500 most frequent training answers, built from train_qa.json on first use and
 # saved beside it, so every split and process labels answers alike. data_root is the one
-# knob (the datasets join relative paths to it; the model's answer_vocab carries it too):
+# knob (the datasets join relative paths to it; the model's answer_vocab.file too):
 #   data/msrvtt_qa/train_qa.json  val_qa.json  test_qa.json
 #   data/msrvtt_qa/videos/video0.mp4 ...
 data_root = 'data/msrvtt_qa'

@@ -1,6 +1,6 @@
 # Text-video retrieval model on frozen open_clip ViT-B/16 towers (OpenAI weights through
 # open_clip's hub; offline, set model.video_backbone.pretrained / model.text_backbone.pretrained
-# to a local file and model_name to 'ViT-B-16-quickgelu'). Leaf configs choose the PETL
+# to a local file and model_name to 'ViT-B-16-quickgelu'). Leaf configs choose the PEFT
 # methods (peft=[...]) of each tower.
 model = dict(
     type='VideoTextRetriever',

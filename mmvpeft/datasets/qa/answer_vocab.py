@@ -6,9 +6,14 @@ frequent (MSRVTT-QA convention: 1,500), ties broken by the answer string, so the
 annotations always give the same label ids. Saved as JSON::
 
     {"answers": [...], "counts": [...], "top_k": 1500, "source": "train_qa.json",
-     "source_sha256": "..."}
+     "source_sha256": "...", "sha256": "..."}
 
-so that training and testing (and every process) agree on the label of each answer. An
+so that training and testing (and every process) agree on the label of each answer.
+``sha256`` is :attr:`AnswerVocab.digest` (of the answers in order): the model
+(:class:`~mmvpeft.models.tasks.VideoQA`), which reads only this file and never the
+annotations, checks it when it loads the file. Made once, by
+``python tools/build_answer_vocab.py ANN_FILE OUT_FILE --top-k 1500`` or by the dataset on
+first use (``answer_vocab=dict(source=..., top_k=..., file=...)``). An
 existing file is loaded, after checking it was built with the same ``top_k`` from the same
 source file (sha256); a mismatch is an error naming the file, never a silent rebuild (a
 trained model's head depends on the ids).
@@ -22,6 +27,20 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from mmvpeft.evaluation.functional.qa_metrics import normalize_answer
 from .records import read_qa_records, require_str
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``, so a reader
+    (another process building the same vocabulary) never sees half a file."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = f'{path}.{os.getpid()}.tmp'
+    try:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
 
 
 def _sha256_file(path: str) -> str:
@@ -80,12 +99,10 @@ class AnswerVocab:
                    dict(meta or {}, top_k=int(top_k)))
 
     def save(self, path: str) -> None:
-        """Write the JSON file atomically (temporary file + ``os.replace``)."""
-        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-        tmp = f'{path}.{os.getpid()}.tmp'
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(dict(self.meta, answers=self.answers, counts=self.counts), f, indent=0)
-        os.replace(tmp, path)
+        """Write the JSON file atomically, with the ``sha256`` digest of the answers."""
+        _write_text_atomic(path, json.dumps(dict(self.meta, answers=self.answers,
+                                                 counts=self.counts, sha256=self.digest.hex()),
+                                            indent=0))
 
     @classmethod
     def load(cls, path: str) -> 'AnswerVocab':
@@ -97,11 +114,16 @@ class AnswerVocab:
         if not isinstance(data, dict) or not isinstance(data.get('answers'), list):
             raise ValueError(f'answer vocabulary {path}: expected an object with a list '
                              '"answers"')
-        meta = {k: v for k, v in data.items() if k not in ('answers', 'counts')}
+        meta = {k: v for k, v in data.items() if k not in ('answers', 'counts', 'sha256')}
         try:
-            return cls(data['answers'], data.get('counts'), meta)
+            vocab = cls(data['answers'], data.get('counts'), meta)
         except ValueError as e:
             raise ValueError(f'answer vocabulary {path}: {e}') from e
+        recorded = data.get('sha256')  # files written before the digest was recorded: none
+        if recorded is not None and recorded != vocab.digest.hex():
+            raise ValueError(f'answer vocabulary {path}: the answers do not match the recorded '
+                             f'sha256 {recorded}; the file was edited or is truncated')
+        return vocab
 
 
 def _join(root: Optional[str], path: Optional[str]) -> Optional[str]:

@@ -29,7 +29,7 @@ class VideoLanguageModel(BaseModel):
       loading one keeps the frozen weights the model was built with, after checking they are
       the ones it was trained on (:mod:`mmvpeft.utils.fingerprint`). Missing, unexpected or
       mismatched trainable weights are an error unless partial loading is asked for. What
-      trains is decided once, when the towers apply their PETL methods
+      trains is decided once, when the towers apply their PEFT methods
       (:func:`mmvpeft.models.peft.apply_peft`).
 
     Args:
@@ -166,7 +166,7 @@ class VideoLanguageModel(BaseModel):
         return [t for t in (self.video_backbone, self.text_backbone) if t is not None]
 
     def merge_peft(self) -> 'VideoLanguageModel':
-        """Fold mergeable PETL methods (LoRA) into the tower weights, for inference."""
+        """Fold mergeable PEFT methods (LoRA) into the tower weights, for inference."""
         for tower in self.towers():
             tower.merge_peft()
         return self

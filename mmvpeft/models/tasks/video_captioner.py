@@ -32,7 +32,7 @@ def pack_valid(x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch
 class VideoCaptioner(VideoLanguageModel):
     """Generates text from a video and, optionally, a text context.
 
-    Frames go through the (PETL-adapted) CLIP image tower; their tokens over time are the
+    Frames go through the (PEFT-adapted) CLIP image tower; their tokens over time are the
     memory of a :class:`~mmvpeft.models.decoders.VideoTextDecoder`. With a ``text_backbone``
     and ``context_tokens`` in the inputs (a question; or a transcript cut into chunks of the
     text tower's context length), the context is encoded by the CLIP text tower and appended

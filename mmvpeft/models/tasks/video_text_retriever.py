@@ -13,7 +13,7 @@ from .base import VideoLanguageModel
 
 @MODELS.register_module()
 class VideoTextRetriever(VideoLanguageModel):
-    """Contrastive text-video retrieval (CLIP4Clip-style) over PETL-adapted CLIP towers.
+    """Contrastive text-video retrieval (CLIP4Clip-style) over PEFT-adapted CLIP towers.
 
     ``inputs`` (``video_captions_collate``): ``imgs (B, T, K, 3, H, W)`` with ``video_mask
     (B, T)``, ``text_tokens (C, L)`` with ``text_mask (C, L)``, and ``text_video_index (C,)``

@@ -156,3 +156,20 @@ def test_train_subset_on_qa_records_qids(tmp_path):
     assert sorted(len(v) for v in saved['per_video'].values()) == [2, 2]
     with pytest.raises(ValueError, match='unknown keys'):
         MSRVTTQADataset(data_root=str(root), split='train', train_subset=dict(frac=0.5))
+
+
+def test_vocab_file_records_its_digest_and_an_edited_file_is_refused(tmp_path):
+    path = tmp_path / 'vocab.json'
+    vocab = AnswerVocab(['man', 'dog'], meta=dict(top_k=2))
+    vocab.save(str(path))
+    data = json.loads(path.read_text())
+    assert data['sha256'] == vocab.digest.hex()
+    assert AnswerVocab.load(str(path)).digest == vocab.digest
+    assert not list(tmp_path.glob('*.tmp'))  # written atomically, nothing left over
+    data['answers'] = ['dog', 'man']
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match='vocab.json: the answers do not match the recorded'):
+        AnswerVocab.load(str(path))
+    del data['sha256']  # files written before the digest was recorded still load
+    path.write_text(json.dumps(data))
+    assert AnswerVocab.load(str(path)).answers == ['dog', 'man']

@@ -23,7 +23,7 @@ def _model(vpeft, tpeft):
     init_default_scope('mmvpeft')
     torch.manual_seed(0)
     model = MODELS.build(dict(
-        type='MomentRetriever',
+        type='MomentGrounder',
         video_backbone=dict(type='CLIPVisionBackbone', model_cfg=TINY, peft=vpeft),
         text_backbone=dict(type='CLIPTextBackbone', model_cfg=TINY, peft=tpeft),
         encoder=dict(type='CrossModalEncoder', video_dim=32, text_dim=32, dim=32, num_heads=2),

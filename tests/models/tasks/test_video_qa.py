@@ -1,4 +1,8 @@
-"""VideoQA: labels from its own vocabulary, the loss, predictions, padding, checkpoints."""
+"""VideoQA: builds from its config alone (num_answers, a vocabulary file read once), labels
+from the samples, the loss, predictions, padding, checkpoints."""
+import json
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,7 +23,7 @@ def build(answers=ANSWERS, **kw):
                video_backbone=dict(type='CLIPVisionBackbone', model_cfg=TINY,
                                    peft=[dict(type='TokenMixing', layers=(-1, ))]),
                text_backbone=dict(type='CLIPTextBackbone', model_cfg=TINY),
-               answer_vocab=dict(answers=answers),
+               answer_vocab=None if answers is None else dict(answers=answers),
                fusion=dict(dim=32, num_heads=2, num_fusion_layers=1, dropout=0.0),
                head=dict(hidden_dim=32, dropout=0.0), topk=3)
     cfg.update(kw)
@@ -34,11 +38,16 @@ def batch(b=3, t=4, length=6, seed=0):
                 text_mask=torch.ones(b, length, dtype=torch.bool))
 
 
+def sample(qid, answer, answers=ANSWERS, **kw):
+    """A training sample as the dataset packs it: the normalised answer and its label."""
+    return dict(qid=qid, answer=answer,
+                answer_label=answers.index(answer) if answer in answers else -1, **kw)
+
+
 def test_loss_is_cross_entropy_over_in_vocabulary_answers_only():
     model = build().eval()
     inputs = batch()
-    samples = [dict(qid=0, answer='Blue'), dict(qid=1, answer='unicycle'),
-               dict(qid=2, answer='left')]
+    samples = [sample(0, 'blue'), sample(1, 'unicycle'), sample(2, 'left')]
     logits = model(inputs, mode='tensor')['logits']
     assert logits.shape == (3, len(ANSWERS))
     loss = model(inputs, samples, mode='loss')
@@ -46,7 +55,7 @@ def test_loss_is_cross_entropy_over_in_vocabulary_answers_only():
     # The out-of-vocabulary question is ignored, not counted as class 0.
     expected = F.cross_entropy(logits[[0, 2]], torch.tensor([1, 4]))
     torch.testing.assert_close(loss['loss_answer'], expected)
-    none = model(inputs, [dict(qid=i, answer='unicycle') for i in range(3)], mode='loss')
+    none = model(inputs, [sample(i, 'unicycle') for i in range(3)], mode='loss')
     assert none['loss_answer'].item() == 0.0 and none['loss_answer'].requires_grad
 
 
@@ -57,7 +66,8 @@ def test_one_step_trains_exactly_the_mixing_block_fusion_and_head():
                                            'fusion.', 'head.')) for n in trainable)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    total, _ = model.parse_losses(model(batch(), [dict(answer=a) for a in ANSWERS[:3]], 'loss'))
+    total, _ = model.parse_losses(model(batch(), [sample(i, a) for i, a in
+                                                    enumerate(ANSWERS[:3])], 'loss'))
     total.backward()
     opt.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
@@ -108,3 +118,91 @@ def test_checkpoint_of_another_vocabulary_is_refused(tmp_path):
     other = build(answers=list(reversed(ANSWERS)))
     with pytest.raises(ValueError, match='another answer vocabulary'):
         other.load_state_dict(state)
+
+
+def test_a_sample_without_its_label_names_the_missing_key():
+    with pytest.raises(KeyError, match='answer_label.*qid=7.*answer_vocab'):
+        build()(batch(b=1), [dict(qid=7, answer='red')], mode='loss')
+
+
+def test_builds_from_num_answers_alone_and_trains_from_sample_labels():
+    """No vocabulary at all: the head has num_answers outputs, labels are the samples'; only
+    naming predictions needs the answer strings."""
+    model = build(answers=None, num_answers=7)
+    assert model.head.num_answers == 7 and not model.head.vocab_digest.any()
+    logits = model(batch(b=2), mode='tensor')['logits']
+    loss = model(batch(b=2), [dict(qid=0, answer='x', answer_label=6),
+                              dict(qid=1, answer='y', answer_label=-1)], mode='loss')
+    torch.testing.assert_close(loss['loss_answer'],
+                               F.cross_entropy(logits[:1], torch.tensor([6])))
+    with pytest.raises(ValueError, match='answer_label 7 outside'):
+        model(batch(b=1), [dict(qid=0, answer='x', answer_label=7)], mode='loss')
+    with pytest.raises(RuntimeError, match='no answer strings'):
+        model(batch(b=1), [dict(qid=0, answer='x')], mode='predict')
+    with pytest.raises(ValueError, match='needs num_answers'):
+        build(answers=None)
+
+
+def write_vocab(path, answers, **extra):
+    from mmvpeft.datasets.qa import AnswerVocab
+    AnswerVocab(answers, meta=dict(top_k=len(answers), **extra)).save(str(path))
+
+
+def test_vocabulary_file_is_read_at_build_when_it_exists(tmp_path):
+    write_vocab(tmp_path / 'vocab.json', ANSWERS)
+    model = build(answers=None, num_answers=len(ANSWERS),
+                  answer_vocab=dict(file='vocab.json', data_root=str(tmp_path)))
+    assert model.answers == ANSWERS
+    assert bytes(model.head.vocab_digest.tolist()) == build().head.vocab_digest.numpy().tobytes()
+    with pytest.raises(ValueError, match='num_answers=4 but the answer vocabulary has 5'):
+        build(answers=None, num_answers=4,
+              answer_vocab=dict(file='vocab.json', data_root=str(tmp_path)))
+
+
+def test_vocabulary_file_written_after_build_is_read_once_on_first_use(tmp_path):
+    """The runner builds the model before the dataset writes the file."""
+    vocab = tmp_path / 'vocab.json'
+    model = build(answers=None, num_answers=len(ANSWERS), answer_vocab=dict(file=str(vocab)))
+    assert model.answers is None and not model.head.vocab_digest.any()
+    write_vocab(vocab, ANSWERS)
+    preds = model.eval()(batch(b=1), [dict(qid=0, answer='red')], mode='predict')
+    assert preds[0]['pred_answer'] in ANSWERS and model.answers == ANSWERS
+    torch.testing.assert_close(model.head.vocab_digest, build().head.vocab_digest)
+    vocab.unlink()  # read once: the model no longer needs the file
+    model(batch(b=1), [dict(qid=0, answer='red')], mode='predict')
+    # A file of another size than the head is an error naming both.
+    other = build(answers=None, num_answers=3, answer_vocab=dict(file=str(vocab)))
+    write_vocab(vocab, ANSWERS)
+    with pytest.raises(ValueError, match='has 5 answers, the model.s head 3'):
+        other(batch(b=1), [sample(0, 'red')], mode='loss')
+
+
+def test_vocabulary_file_whose_answers_do_not_match_its_digest_is_refused(tmp_path):
+    vocab = tmp_path / 'vocab.json'
+    write_vocab(vocab, ANSWERS)
+    data = json.loads(vocab.read_text())
+    data['answers'][0] = 'pink'
+    vocab.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match='vocab.json: the answers do not match'):
+        build(answers=None, answer_vocab=dict(file=str(vocab)))
+
+
+def test_old_config_with_source_and_top_k_builds_without_reading_annotations(tmp_path):
+    """Configs written before num_answers: the head has top_k outputs and the annotation
+    file (here missing) is never read."""
+    old = dict(source='train_qa.json', top_k=6, file='vocab.json', data_root=str(tmp_path))
+    with pytest.warns(DeprecationWarning, match='num_answers=6'):
+        model = build(answers=None, answer_vocab=old)
+    assert model.head.num_answers == 6
+    write_vocab(tmp_path / 'vocab.json', ANSWERS + ['up'])  # as the dataset writes it
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        model = build(answers=None, answer_vocab=old)  # now read from the file
+    assert model.answers == ANSWERS + ['up']
+
+
+def test_old_checkpoint_state_keys_load_into_a_model_built_from_num_answers():
+    state = build().state_dict()
+    model = build(answers=None, num_answers=len(ANSWERS))
+    model.load_state_dict(state)  # no vocabulary yet: takes the checkpoint's digest
+    torch.testing.assert_close(model.head.vocab_digest, build().head.vocab_digest)

@@ -1,4 +1,4 @@
-"""VideoTextRetriever on tiny random CLIP towers with PETL methods."""
+"""VideoTextRetriever on tiny random CLIP towers with PEFT methods."""
 import pytest
 import torch
 import torch.nn.functional as F

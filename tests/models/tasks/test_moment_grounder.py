@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmvpeft.models import MomentRetriever
+from mmvpeft.models import MomentGrounder
 from mmvpeft.registry import MODELS
 from mmvpeft.utils.fingerprint import FrozenBaseMismatchError
 
@@ -43,7 +43,7 @@ def _randomize_adapters(model, seed=1):
 
 
 def test_modes_and_explicit_loss_sum():
-    model = MomentRetriever(ENC, HEAD)
+    model = MomentGrounder(ENC, HEAD)
     inputs, samples = _batch()
     assert set(model(inputs, samples, 'tensor')) == {'logits', 'dist'}
     losses = model(inputs, samples, 'loss')
@@ -59,7 +59,7 @@ def test_modes_and_explicit_loss_sum():
 
 
 def test_undeclared_loss_is_an_error_not_silently_summed():
-    model = MomentRetriever(ENC, HEAD)
+    model = MomentGrounder(ENC, HEAD)
     inputs, samples = _batch()
     losses = model(inputs, samples, 'loss')
     losses['loss_extra'] = torch.tensor(1.0)
@@ -68,7 +68,7 @@ def test_undeclared_loss_is_an_error_not_silently_summed():
 
 
 def test_padding_does_not_change_valid_outputs():
-    model = MomentRetriever(ENC, HEAD).eval()
+    model = MomentGrounder(ENC, HEAD).eval()
     inputs, samples = _batch()
     out = model(inputs, samples, 'tensor')['logits']
     inputs['video_feat'][1, 5:] = 1e3  # garbage in padded clips
@@ -89,7 +89,7 @@ def test_outputs_independent_of_batch_padding(fusion, adapter):
     layers, where only the masks (not causality) keep padding out of valid positions."""
     enc = dict(ENC, fusion=fusion, num_text_layers=1, num_video_layers=1, adapter=adapter)
     pvla = dict(type='PVLALoss', num_iters=20) if adapter else None
-    model = MomentRetriever(enc, HEAD, pvla_loss=pvla, pvla_source='encoder').double().eval()
+    model = MomentGrounder(enc, HEAD, pvla_loss=pvla, pvla_source='encoder').double().eval()
     _randomize_adapters(model)
     inputs, samples = _batch()
     inputs = {k: v.double() if v.is_floating_point() else v for k, v in inputs.items()}
@@ -109,7 +109,7 @@ def test_outputs_independent_of_batch_padding(fusion, adapter):
 
 def test_pvla_from_encoder_adapters_is_a_separate_key():
     adapter = dict(type='ReadAdapter', hidden_dim=4)
-    model = MomentRetriever(dict(ENC, adapter=adapter, num_text_layers=1, num_video_layers=1), HEAD,
+    model = MomentGrounder(dict(ENC, adapter=adapter, num_text_layers=1, num_video_layers=1), HEAD,
                             pvla_loss=dict(type='PVLALoss', num_iters=20), pvla_source='encoder')
     inputs, samples = _batch()
     losses = model(inputs, samples, 'loss')
@@ -121,7 +121,7 @@ def test_pvla_from_encoder_adapters_is_a_separate_key():
 
 
 def test_pvla_without_adapters_is_a_clear_error():
-    model = MomentRetriever(ENC, HEAD, pvla_loss=dict(type='PVLALoss'), pvla_source='encoder')
+    model = MomentGrounder(ENC, HEAD, pvla_loss=dict(type='PVLALoss'), pvla_source='encoder')
     inputs, samples = _batch()
     with pytest.raises(RuntimeError, match='no READ states for both modalities'):
         model(inputs, samples, 'loss')
@@ -129,7 +129,7 @@ def test_pvla_without_adapters_is_a_clear_error():
 
 def _frozen_video_proj_model(seed):
     torch.manual_seed(seed)
-    model = MomentRetriever(ENC, HEAD)
+    model = MomentGrounder(ENC, HEAD)
     for p in model.encoder.video_proj.parameters():  # pretend this part is a frozen backbone
         p.requires_grad_(False)
     return model
@@ -243,7 +243,7 @@ def _tiny_clip():
 def _read_model(pretrained=None, bidirectional=True, seed=0):
     torch.manual_seed(seed)
     adapter = dict(hidden_dim=4, bidirectional=bidirectional)
-    model = MomentRetriever(
+    model = MomentGrounder(
         dict(type='CrossModalEncoder', video_dim=32, text_dim=32, dim=16, num_heads=2,
              dropout=0.0),
         HEAD,
@@ -331,3 +331,15 @@ def test_read_checkpoint_checks_the_clip_base(tmp_path):
     with pytest.raises(FrozenBaseMismatchError, match=r"pretrained_sha256 '[0-9a-f]+' "
                        r'\(checkpoint\) vs None'):
         _read_model(None).load_state_dict(sd)
+
+
+def test_old_name_momentretriever_builds_the_grounder_with_a_warning_and_loads_its_weights():
+    """Configs and checkpoints written with ``type='MomentRetriever'`` keep loading."""
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match="use type='MomentGrounder'"):
+        old = MODELS.build(dict(type='MomentRetriever', encoder=ENC, head=HEAD))
+    assert isinstance(old, MomentGrounder)
+    new = MODELS.build(dict(type='MomentGrounder', encoder=ENC, head=HEAD))
+    assert set(new.state_dict()) == set(old.state_dict())
+    new.load_state_dict(old.state_dict())
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())

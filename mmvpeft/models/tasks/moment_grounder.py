@@ -1,4 +1,11 @@
-"""Temporal grounding: cross-modal encoder and dense head over the shared task base."""
+"""Temporal grounding: cross-modal encoder and dense head over the shared task base.
+
+``MomentGrounder`` finds the moments of a video a query describes (moment retrieval,
+highlight detection, summarization); :class:`VideoTextRetriever` ranks whole videos against
+captions. ``MomentRetriever``, the grounding model's earlier name, stays registered as a
+deprecated alias so old configs and checkpoints keep loading.
+"""
+import warnings
 from typing import List, Optional, Tuple
 
 from mmvpeft.registry import MODELS
@@ -7,8 +14,9 @@ from .input_checks import check_feature_widths
 
 
 @MODELS.register_module()
-class MomentRetriever(VideoLanguageModel):
-    """Moment retrieval from clip features or raw frames.
+class MomentGrounder(VideoLanguageModel):
+    """Temporal grounding (moment retrieval, highlight detection) from clip features or raw
+    frames.
 
     ``inputs`` (``video_query_collate``) holds ``video_feat (B, T, Dv)`` or ``imgs
     (B, T, K, 3, H, W)`` with ``video_mask (B, T)``, and ``text_feat (B, L, Dt)`` or
@@ -85,3 +93,14 @@ class MomentRetriever(VideoLanguageModel):
                 pred.update({k: v for k, v in sample.items() if k not in pred})
             return preds
         raise ValueError(f'unknown mode {mode!r}; expected "loss", "predict" or "tensor"')
+
+
+@MODELS.register_module()
+class MomentRetriever(MomentGrounder):
+    """Deprecated name of :class:`MomentGrounder` (same arguments, same weights)."""
+
+    def __init__(self, *args, **kwargs):
+        warnings.warn('MomentRetriever is deprecated: use type=\'MomentGrounder\' (the '
+                      'grounding model; VideoTextRetriever is the retrieval model)',
+                      DeprecationWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)
