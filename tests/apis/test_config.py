@@ -61,7 +61,7 @@ def test_every_kind_of_change_is_logged_and_listed_in_the_header(tmp_path, log_l
         'clip_len: 1.0 -> 2.0  [--cfg-options]',
         'param_scheduler[1].end: 30 -> 3  [schedule]',
         'train_dataloader.dataset.pipeline: [LoadVideoClips, VideoResize, VideoCenterCrop, '
-        'FormatVideo, CLIPTokenize, PackMomentInputs] -> [LoadPrefixCache, LoadPrefixCache, '
+        'FormatVideo, CLIPTokenize, PackMomentInputs] -> [LoadPrefixCache, CLIPTokenize, '
         'PackMomentInputs]  [prefix_cache]',
         f"work_dir: <unset> -> {str(tmp_path / 'work')!r}  [runtime]",
         "train_dataloader.dataset.train_subset.record: <unset> -> "
