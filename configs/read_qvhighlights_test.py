@@ -6,8 +6,13 @@
 #   python tools/test.py configs/read_qvhighlights_test.py CKPT         # metrics + submission
 #   python tools/eval_moments.py PRED.jsonl \
 #       --gt data/qvhighlights/annotations/highlight_test_with_gt.jsonl  # any model's file
-# Training is read_qvhighlights.py's (this file only changes what tools/test.py scores).
-_base_ = ['read_qvhighlights.py']
+# Model, data and training are read_qvhighlights.py's (same bases, same settings); only what
+# tools/test.py scores changes.
+_base_ = ['_base_/models/read_b32_grounder.py', '_base_/datasets/qvhighlights_videos.py',
+          '_base_/default_runtime.py', '_base_/schedules/adamw_cosine.py']
+
+optim_wrapper = dict(optimizer=dict(lr=1e-4, weight_decay=1e-4))
+default_hooks = dict(checkpoint=dict(save_best='mAP', rule='greater'))
 
 test_ann_file = 'annotations/highlight_test_with_gt.jsonl'
 test_dataloader = dict(dataset=dict(ann_file=test_ann_file, require_windows=True))
