@@ -217,3 +217,20 @@ def test_low_precision_inputs_are_solved_in_float32():
     assert out.dtype == torch.float32 and xb.grad.dtype == torch.bfloat16
     assert torch.isfinite(xb.grad.float()).all()
     torch.testing.assert_close(out, loss(xb.detach().float(), y32.bfloat16().float()))
+
+
+@pytest.mark.parametrize('pad', [float('nan'), float('inf'), -float('inf')])
+def test_padding_is_inert_whatever_it_holds(pad):
+    """Loss and gradients of valid states with NaN / inf padding equal those with zeros."""
+    x, y = _states()
+    vmask, tmask = _masks()
+    results = []
+    for value in (0.0, pad):
+        xv = x.masked_fill(~vmask[:, :, None], value).requires_grad_()
+        yv = y.masked_fill(~tmask[:, :, None], value).requires_grad_()
+        loss = PVLALoss()
+        out = loss(xv, yv, vmask, tmask)
+        out.backward()
+        results.append((out.detach(), xv.grad[vmask], yv.grad[tmask], loss.last_residual))
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
