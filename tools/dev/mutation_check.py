@@ -435,6 +435,10 @@ MUTATIONS: List[Mutation] = [
       "sums['ROUGE-1'] += max(rouge_n_f1(cand, r, 1) for r in refs)",
       "sums['ROUGE-1'] += rouge_n_f1(cand, refs[0], 1)",
       ('tests/evaluation/test_rouge_best_reference.py::test_best_of_several_references', )),
+    M('caption-skipped-not-reported', 'mmvpeft/evaluation/metrics/caption_metric.py',
+      'self.skipped = skipped_metrics(self.scorers)', 'self.skipped = {}',
+      ('tests/evaluation/test_caption_metrics.py::test_metric_prints_what_was_skipped_and_'
+       'why', )),
 ]
 
 
