@@ -13,7 +13,12 @@ time. Reported times are per batch, in milliseconds, after one warm-up run.
 Rows: ``'auto'`` (the default domain choice, what PVLA runs), the log and the
 multiplicative domain forced, and ``'auto'`` with early stopping at KKT residual
 ``--tol`` (its row shows the iterations it needed and its distance to POT's
-fixed-iteration plan). ``--threads`` (default 1) sets torch's intra-op threads.
+fixed-iteration plan), and ``'pvla default'``: what ``PVLALoss()`` runs, the cost divided
+per sample by its max (scale-free) and early stopping at KKT residual 1e-6, with its
+distance to POT's plan for that normalised cost and to the converged plan (ours at
+20,000 iterations, tol 1e-12), as a fraction of the mass. ``--scale`` multiplies the
+states (PVLA's convergence on the raw cost depends on it; on the normalised one it does
+not). ``--threads`` (default 1) sets torch's intra-op threads.
 On a shared or small machine prefix ``OMP_NUM_THREADS=1``: it pins both torch
 and NumPy's BLAS (used by POT) to one thread, and contended OpenMP threads
 otherwise make timings swing by 10x or more.
@@ -81,7 +86,8 @@ def run_benchmark(batch: int = 32,
                   dtype: str = 'float32',
                   seed: int = 0,
                   threads: Optional[int] = 1,
-                  tol: float = 1e-4) -> dict:
+                  tol: float = 1e-4,
+                  scale: float = 1.0) -> dict:
     """Benchmark the solver (log and multiplicative domains) against POT.
 
     Args:
@@ -95,12 +101,15 @@ def run_benchmark(batch: int = 32,
         threads (int, optional): ``torch.set_num_threads`` for the run (restored
             after); None keeps the current setting.
         tol (float): KKT tolerance of the early-stopping row.
+        scale (float): Multiplier of the states (std ``scale / sqrt(r)``).
 
     Returns:
         dict: Setup (``device``, ``hardware``, versions, sizes), per-solver
         ``*_ms_median`` / ``*_ms_min`` for ``ours_auto``, ``ours_log``,
         ``ours_exp``, ``ours_tol`` and ``pot_loop``, ``auto_domain``,
-        ``tol_iters``, speedups over POT (medians), ``max_abs_diff_*`` of each
+        ``tol_iters``, ``ours_pvla_*`` (PVLALoss's default solve: normalised cost,
+        tol 1e-6), ``pvla_iters``, ``pvla_l1_to_pot`` / ``pvla_l1_to_converged`` (summed
+        absolute plan difference over the mass, worst sample), speedups over POT (medians), ``max_abs_diff_*`` of each
         of our plans from POT's, and any solver ``warnings``.
     """
     import ot  # optional at import time: only the benchmark needs POT
@@ -109,20 +118,21 @@ def run_benchmark(batch: int = 32,
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run(ot, batch, nv, nl, dim, iters, repeat, device, eps, mass, dtype, seed, tol)
+        return _run(ot, batch, nv, nl, dim, iters, repeat, device, eps, mass, dtype, seed, tol,
+                    scale)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _run(ot, batch, nv, nl, dim, iters, repeat, device, eps, mass, dtype, seed, tol):
+def _run(ot, batch, nv, nl, dim, iters, repeat, device, eps, mass, dtype, seed, tol, scale):
 
     dev = torch.device(device)
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError('--device cuda requested but CUDA is not available')
     tdtype = getattr(torch, dtype)
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, nv, dim, generator=g) / dim**0.5
-    y = torch.randn(batch, nl, dim, generator=g) / dim**0.5
+    x = torch.randn(batch, nv, dim, generator=g) * scale / dim**0.5
+    y = torch.randn(batch, nl, dim, generator=g) * scale / dim**0.5
     cost = (0.5 * torch.cdist(x.double(), y.double())**2).to(device=dev, dtype=tdtype)
     a = torch.full((batch, nv), 1 / nv, device=dev, dtype=tdtype)
     b = torch.full((batch, nl), 1 / nl, device=dev, dtype=tdtype)
@@ -130,7 +140,7 @@ def _run(ot, batch, nv, nl, dim, iters, repeat, device, eps, mass, dtype, seed, 
     result = dict(
         device=str(dev), hardware=_hardware(dev), torch=torch.__version__,
         pot=ot.__version__, batch=batch, nv=nv, nl=nl, dim=dim, iters=iters,
-        repeat=repeat, eps=eps, mass=mass, dtype=dtype, tol=tol,
+        repeat=repeat, eps=eps, mass=mass, dtype=dtype, tol=tol, scale=scale,
         cost_range=float((cost.amax((1, 2)) - cost.amin((1, 2))).max()))
     plans = {}
     with warnings.catch_warnings(record=True) as caught:
@@ -148,6 +158,19 @@ def _run(ot, batch, nv, nl, dim, iters, repeat, device, eps, mass, dtype, seed, 
             if name == 'ours_tol':
                 result['tol_iters'] = info['iters']
 
+        def pvla_default():  # PVLALoss's solve: per-sample max normalisation, tol 1e-6
+            scaled = cost / cost.amax(dim=(1, 2), keepdim=True)
+            return entropic_partial_wasserstein(a, b, scaled, eps, mass, num_iters=iters,
+                                                tol=1e-6, return_info=True)
+        (pvla_plan, pvla_info), times = _timeit(pvla_default, dev, repeat)
+        result['ours_pvla_ms_median'] = statistics.median(times)
+        result['ours_pvla_ms_min'] = min(times)
+        result['pvla_iters'] = pvla_info['iters']
+        cost_n = (cost / cost.amax(dim=(1, 2), keepdim=True)).double()
+        converged = entropic_partial_wasserstein(a.double(), b.double(), cost_n, eps, mass,
+                                                 num_iters=20000, tol=1e-12)
+        cost_n_np = cost_n.cpu().numpy()
+
         cost_np = cost.double().cpu().numpy()
         a_np, b_np = a.double().cpu().numpy(), b.double().cpu().numpy()
 
@@ -159,8 +182,17 @@ def _run(ot, batch, nv, nl, dim, iters, repeat, device, eps, mass, dtype, seed, 
             ])
 
         pot_plan, times = _timeit(pot_loop, torch.device('cpu'), repeat)
+        pot_n = torch.from_numpy(np.stack([
+            ot.partial.entropic_partial_wasserstein(a_np[i], b_np[i], cost_n_np[i], eps, m=mass,
+                                                    numItermax=pvla_info['iters'])
+            for i in range(batch)]))
     result['pot_loop_ms_median'] = statistics.median(times)
     result['pot_loop_ms_min'] = min(times)
+    pvla_plan = pvla_plan.double().cpu()
+    result['pvla_l1_to_pot'] = float((pvla_plan - pot_n).abs().sum((1, 2)).max() / mass)
+    result['pvla_l1_to_converged'] = float(
+        (pvla_plan - converged.cpu()).abs().sum((1, 2)).max() / mass)
+    result['speedup_ours_pvla'] = result['pot_loop_ms_median'] / result['ours_pvla_ms_median']
     result['warnings'] = sorted({str(w.message) for w in caught})
     pot_plan = torch.from_numpy(pot_plan)
     for name, plan in plans.items():
@@ -187,6 +219,8 @@ def parse_args(argv=None):
                         help='torch intra-op threads (default 1; 0 keeps the current)')
     parser.add_argument('--tol', type=float, default=1e-4,
                         help='KKT tolerance of the early-stopping row')
+    parser.add_argument('--scale', type=float, default=1.0,
+                        help='multiplier of the states (std scale / sqrt(dim))')
     return parser.parse_args(argv)
 
 
@@ -198,7 +232,8 @@ def main(argv=None):
     print(f"device: {r['device']} | hardware: {r['hardware']}")
     print(f"torch {r['torch']}, POT {r['pot']} | B={r['batch']} Nv={r['nv']} Nl={r['nl']} "
           f"r={r['dim']} iters={r['iters']} repeat={r['repeat']} eps={r['eps']} "
-          f"mass={r['mass']} dtype={r['dtype']} | max cost range {r['cost_range']:.3g}")
+          f"mass={r['mass']} dtype={r['dtype']} scale={r['scale']} | max cost range "
+          f"{r['cost_range']:.3g}")
     rows = ((f"ours, auto (default: {r['auto_domain']})", 'ours_auto'),
             ('ours, log domain', 'ours_log'), ('ours, multiplicative', 'ours_exp'),
             (f"ours, auto, tol={r['tol']:g} ({r['tol_iters']} it)", 'ours_tol'),
@@ -209,6 +244,12 @@ def main(argv=None):
         diff = f"{r['max_abs_diff_' + key]:.2e}" if key != 'pot_loop' else '-'
         print(f"{label:<36}{r[key + '_ms_median']:>10.2f}{r[key + '_ms_min']:>10.2f}"
               f'{speed:>9}{diff:>11}')
+    print(f"{'pvla default (%d it)' % r['pvla_iters']:<36}"
+          f"{r['ours_pvla_ms_median']:>10.2f}{r['ours_pvla_ms_min']:>10.2f}"
+          f"{r['speedup_ours_pvla']:>8.1f}x")
+    print(f"  pvla default: sum|T - T_POT| / mass = {r['pvla_l1_to_pot']:.2e} (POT on the "
+          f"normalised cost, same iterations); sum|T - T_converged| / mass = "
+          f"{r['pvla_l1_to_converged']:.2e}")
     print(f"(largest plan entry {r['max_plan_entry']:.3g})")
     for w in r['warnings']:
         print('warning:', w)

@@ -1,8 +1,17 @@
 """Evaluate a moment-retrieval / highlight-detection submission with moment_detr's metrics.
 
-    python tools/eval_moments.py --gt GT.jsonl --pred PRED.jsonl [--out metrics.json]
+    python tools/eval_moments.py PRED.jsonl --gt GT.jsonl [--out metrics.json]
                                  [--protocol auto|qvhighlights|youtube|tvsum|none]
                                  [--decimals 2]
+
+(``--pred PRED.jsonl`` is accepted too.) QVHighlights test split: ``--gt
+../shared/data/annotations/qvhighlight/highlight_test_with_gt.jsonl`` (the test ground truth
+the dataset's authors released after the evaluation server shut down; see
+docs/evaluation.md).
+
+Predicted windows that pass the video's ends are scored by plain tIoU, as the official
+QVHighlights evaluator does (one warning counts them); a submission without
+``pred_saliency_scores`` gets its moment-retrieval metrics only.
 
 GT.jsonl is an annotation file (QVHighlights, TaCoS, ... or YouTube Highlights / TVSum);
 PRED.jsonl a submission (``tools/test.py CONFIG CKPT --dump PRED.jsonl`` writes one). Prints
@@ -22,7 +31,8 @@ from mmvpeft.utils.fileio import atomic_write
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Evaluate a moment_detr-style submission')
     parser.add_argument('--gt', required=True, help='ground-truth annotation .jsonl')
-    parser.add_argument('--pred', required=True, help='submission .jsonl')
+    parser.add_argument('pred_file', nargs='?', metavar='PRED', help='submission .jsonl')
+    parser.add_argument('--pred', help='submission .jsonl (same as the positional PRED)')
     parser.add_argument('--out', help='also write the metrics JSON here')
     parser.add_argument('--protocol', default='auto',
                         choices=['auto', 'qvhighlights', 'youtube', 'tvsum', 'none'],
@@ -31,7 +41,11 @@ def parse_args(argv=None):
                         help='seconds per saliency clip (QVHighlights: 2)')
     parser.add_argument('--decimals', type=int, default=2,
                         help='round figures as moment_detr prints them; -1 keeps them unrounded')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.pred is None) == (args.pred_file is None):
+        parser.error('give the submission once: as PRED or as --pred')
+    args.pred = args.pred or args.pred_file
+    return args
 
 
 def _round(obj, decimals):

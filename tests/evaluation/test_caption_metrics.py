@@ -137,3 +137,25 @@ def test_bad_input_is_named():
     metric = CaptionMetric()
     with pytest.raises(KeyError, match='pred_text.*vid=.*v1'):
         metric.process(None, [dict(vid='v1', captions=['a'])])
+
+
+def test_metric_prints_what_was_skipped_and_why(monkeypatch):
+    import mmvpeft.evaluation.metrics.caption_metric as metric_module
+    printed = []
+    monkeypatch.setattr(metric_module, 'print_log', lambda msg, **kw: printed.append(msg))
+    monkeypatch.setattr(cm, 'java_available', lambda: False)
+    monkeypatch.setattr(cm, '_warned', {'meteor'})  # the once-only warning already given
+    for _ in range(2):  # printed at every evaluation, not once per process
+        metric = CaptionMetric()
+        got = run_metric(metric)
+        assert 'METEOR' not in got
+        assert set(metric.skipped) == {'METEOR'}
+        assert 'Java not found' in metric.skipped['METEOR']
+        assert 'apt-get install' in metric.skipped['METEOR']
+    assert len(printed) == 2 and all('METEOR skipped: Java not found' in m for m in printed)
+    printed.clear()
+    metric = CaptionMetric(scorers=('BLEU', 'CIDEr'))  # METEOR not requested: nothing skipped
+    run_metric(metric)
+    assert metric.skipped == {} and printed == []
+    monkeypatch.setattr(cm, 'java_available', lambda: True)
+    assert cm.skipped_metrics() == {}

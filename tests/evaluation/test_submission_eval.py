@@ -129,7 +129,7 @@ def test_equals_in_training_metrics():
 @pytest.mark.parametrize('bad, message', [
     (lambda p: p[:2], 'qid=3'),                                             # missing qid
     (lambda p: p[:1] + [dict(p[1], pred_saliency_scores=[float('nan'), 1])] + p[2:], 'qid=2'),
-    (lambda p: p[:1] + [dict(p[1], pred_relevant_windows=[[10, 31, 0.5]])] + p[2:], 'qid=2'),
+    (lambda p: p[:1] + [dict(p[1], pred_relevant_windows=[[31, 10, 0.5]])] + p[2:], 'qid=2'),
     (lambda p: [dict(p[0], pred_relevant_windows=[[0, 10, float('nan')]])] + p[1:], 'qid=1'),
 ])
 def test_bad_submissions_name_the_qid(bad, message):

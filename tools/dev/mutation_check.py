@@ -89,10 +89,10 @@ MUTATIONS: List[Mutation] = [
       (f'{ADAPTER}::test_padding_never_leaks',
        f'{BACKBONES}::test_vision_recurrence_over_time_and_batch')),
     M('read-padding-update-not-masked', _READ,
-      'delta = delta * mask.unsqueeze(-1).to(delta.dtype)', 'delta = delta',
+      'delta = torch.where(mask.unsqueeze(-1), delta, 0.0)', 'delta = delta',
       (f'{ADAPTER}::test_padding_never_leaks', )),
     M('read-padding-states-not-zeroed', _READ,
-      'h = h * mask.unsqueeze(-1).to(h.dtype)', 'h = h',
+      'h = torch.where(mask.unsqueeze(-1), h, 0.0)', 'h = h',
       # pad_packed_sequence already zeroes padding; the mask matters for all-padding rows,
       # which run one (discarded) step.
       (f'{ADAPTER}::test_all_padding_row_passes_through', )),
@@ -207,8 +207,9 @@ MUTATIONS: List[Mutation] = [
       'd2 = torch.div(b, torch.addcmul(pad_b, s, ktw)).clamp_max_(1)', 'd2 = torch.ones_like(b)',
       (f'{OT}::test_marginal_inequalities_are_enforced[False]', )),
     M('ot-early-stop-too-soon', _OT,
-      'residual = _kkt_residual(s * d1 * kv, s * d2 * ktw, a, b, d1, d2, mass)',
-      'residual = 0 * mass',
+      'residual = _kkt_residual(s * d1 * kv, s * d2 * ktw, a, b, d1, d2, mass)\n'
+      '            residual_at = iters',
+      'residual = 0 * mass\n            residual_at = iters',
       (f'{OT}::test_tol_stops_at_the_kkt_residual', )),
     M('ot-padding-in-kernel', _OT,
       'log_k = torch.where(valid, -cost / reg, cost.new_tensor(-math.inf))',
@@ -405,6 +406,63 @@ MUTATIONS: List[Mutation] = [
     M('qa-repeated-qids-counted', 'mmvpeft/evaluation/metrics/qa_accuracy_metric.py',
       "unique.setdefault(str(r['qid']), r)", "unique[len(unique)] = r",
       ('tests/evaluation/test_qa_metrics.py::test_metric_types_dedup_and_in_vocab', )),
+    # ---- issue 16: evaluator parity, protocols, converged PVLA, inert padding, properties
+    M('submission-outside-windows-uncounted', 'mmvpeft/evaluation/functional/submission.py',
+      'return int(((windows[:, 0] < -tol) | (windows[:, 1] > duration + tol)).sum())',
+      'return 0',
+      ('tests/evaluation/test_official_parity.py::test_windows_past_the_end_scored_as_the_'
+       'official_evaluator', )),
+    M('submission-outside-windows-clipped', 'mmvpeft/evaluation/functional/submission.py',
+      '            pred_windows.append(p)\n',
+      '            pred_windows.append(np.concatenate([np.clip(p[:, :2], 0, gt.get(\'duration\', '
+      'np.inf)), p[:, 2:]], 1))\n',
+      ('tests/evaluation/test_official_parity.py::test_windows_past_the_end_scored_as_the_'
+       'official_evaluator', )),
+    M('retrieval-clip4clip-is-coco', 'mmvpeft/evaluation/functional/retrieval_metrics.py',
+      "v2t = v2t_ranks if protocol == 'coco' else v2t_ranks_clip4clip", 'v2t = v2t_ranks',
+      ('tests/evaluation/test_retrieval_protocols.py::test_hand_made_matrix_both_protocols', )),
+    M('pvla-cost-not-normalised', _PVLA, 'normalize_cost: bool = True,',
+      'normalize_cost: bool = False,',
+      ('tests/models/losses/test_pvla_convergence.py::test_read_tacos_plan_is_within_one_'
+       'percent_of_the_converged_plan', )),
+    M('pvla-residual-not-logged', _BASE, "log_vars['pvla/residual'] = residual", 'pass',
+      ('tests/models/losses/test_pvla_convergence.py::test_residual_is_logged_not_summed', )),
+    M('peft-block-nan-padding-kept', _BLOCK, 'x = _select_valid(q_x, layout)', 'x = q_x',
+      ('tests/models/peft/test_inert_padding.py::test_vision_tower_padded_frames', )),
+    M('read-nan-padding-into-down', _READ, 'x_in = torch.where(mask.unsqueeze(-1), x, 0.0)',
+      'x_in = x', ('tests/models/peft/test_inert_padding.py::test_read_adapter', )),
+    M('encoder-nan-padding-kept', _ENC,
+      'video = torch.where(video_mask.unsqueeze(-1), video, 0.0)', 'video = video',
+      ('tests/models/encoders/test_inert_padding.py::test_cross_modal_encoder', )),
+    M('retrieval-logit-scale-unclamped', 'mmvpeft/models/tasks/video_text_retriever.py',
+      'scale = self.logit_scale.exp().clamp(max=self.max_logit_scale)',
+      'scale = self.logit_scale.exp()',
+      ('tests/models/tasks/test_logit_scale_properties.py::test_scale_is_clamped_at_max_'
+       'logit_scale', )),
+    M('retrieval-logit-scale-always-learned', 'mmvpeft/models/tasks/video_text_retriever.py',
+      'requires_grad=learn_logit_scale)', 'requires_grad=True)',
+      ('tests/models/tasks/test_logit_scale_properties.py::test_learn_logit_scale_false_'
+       'freezes_it', )),
+    M('beam-length-penalty-inverted', 'mmvpeft/models/decoders/generation.py',
+      'return score / (length ** length_penalty) if length_penalty else score',
+      'return score * (length ** length_penalty) if length_penalty else score',
+      ('tests/models/decoders/test_beam_length_penalty.py::test_positive_penalty_prefers_'
+       'longer_hypotheses', )),
+    M('adapter-write-in-place', 'mmvpeft/utils/adapter_io.py',
+      'save_file(tensors, tmp, metadata=meta)', 'save_file(tensors, path, metadata=meta)',
+      ('tests/utils/test_adapter_write_failure.py::test_failed_write_keeps_the_previous_'
+       'file', )),
+    M('clip-model-knob-dropped', 'mmvpeft/apis/config_checks.py',
+      "    'clip_model': ('model_name', ),\n", '',
+      ('tests/apis/test_clip_model_knob.py::test_cfg_options_reach_every_tokenizer', )),
+    M('rouge-first-reference-only', 'mmvpeft/evaluation/functional/caption_metrics.py',
+      "sums['ROUGE-1'] += max(rouge_n_f1(cand, r, 1) for r in refs)",
+      "sums['ROUGE-1'] += rouge_n_f1(cand, refs[0], 1)",
+      ('tests/evaluation/test_rouge_best_reference.py::test_best_of_several_references', )),
+    M('caption-skipped-not-reported', 'mmvpeft/evaluation/metrics/caption_metric.py',
+      'self.skipped = skipped_metrics(self.scorers)', 'self.skipped = {}',
+      ('tests/evaluation/test_caption_metrics.py::test_metric_prints_what_was_skipped_and_'
+       'why', )),
 ]
 
 

@@ -20,11 +20,29 @@ from typing import Dict, List, Mapping, Sequence
 PUNCTUATIONS = ("''", "'", '``', '`', '-LRB-', '-RRB-', '-LCB-', '-RCB-', '.', '?', '!', ',',
                 ':', '-', '--', '...', ';')
 COCO_METRICS = ('BLEU', 'METEOR', 'ROUGE_L', 'CIDEr')
+#: The one install line that enables METEOR (pycocoevalcap runs meteor-1.5.jar with Java).
+JAVA_INSTALL = 'apt-get install -y default-jre-headless  (or: conda install -c conda-forge openjdk)'
 _warned = set()
 
 
 def java_available() -> bool:
     return shutil.which('java') is not None
+
+
+def skipped_metrics(metrics: Sequence[str] = COCO_METRICS) -> Dict[str, str]:
+    """The requested coco-caption metrics this machine cannot compute, with the reason.
+
+    Args:
+        metrics: requested scorers (``'BLEU'``, ``'METEOR'``, ``'ROUGE_L'``, ``'CIDEr'``).
+
+    Returns:
+        ``{metric: why it is skipped and how to enable it}``; empty when all can run.
+    """
+    skipped = {}
+    if 'METEOR' in metrics and not java_available():
+        skipped['METEOR'] = ('Java not found (pycocoevalcap runs METEOR as meteor-1.5.jar); '
+                             f'install a Java runtime: {JAVA_INSTALL}')
+    return skipped
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -151,7 +169,8 @@ def coco_caption_scores(predictions: Mapping[str, str], references: Mapping[str,
             out['METEOR'] = 100 * meteor.compute_score(gts, res)[0]
             del meteor  # its __del__ stops the Java process
         else:
-            _warn_once('meteor', 'Java not found: METEOR skipped (BLEU, ROUGE_L, CIDEr reported)')
+            _warn_once('meteor', 'Java not found: METEOR skipped (BLEU, ROUGE_L, CIDEr '
+                       f'reported); to enable it: {JAVA_INSTALL}')
     if 'ROUGE_L' in metrics:
         from pycocoevalcap.rouge.rouge import Rouge
         out['ROUGE_L'] = 100 * Rouge().compute_score(gts, res)[0]

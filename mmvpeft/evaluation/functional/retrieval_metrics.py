@@ -15,6 +15,22 @@ the true item below it, so a constant similarity matrix scores the worst rank, n
 
 R@K is in percent; MdR / MnR are the median / mean rank (lower is better). Videos that no
 text describes are candidates for t2v but are left out of v2t.
+
+Two v2t protocols (``protocol=``), which differ only when a video has several captions:
+
+- ``'coco'`` (above): a video ranks its best caption among all *captions* of other videos.
+- ``'clip4clip'``: the protocol behind CLIP4Clip's (and most later papers') published MSVD
+  v2t figures. Each video's captions form a group; the score of group ``i`` for video
+  ``j`` is ``G[i, j] = max over captions c of i of sim[c, j]``; video ``j`` then ranks its
+  own group among the groups of all described videos:
+  ``1 + #{i != j : G[i, j] >= G[j, j]}``. Candidates are caption groups (one per video),
+  not captions, so R@K is usually higher than COCO-style. t2v is the same in both.
+  DiDeMo's published figures are paragraph-to-video: the dataset joins a video's
+  descriptions into one caption (:class:`DiDeMoRetrievalDataset`), so both protocols give
+  the diagonal definition there.
+
+CLIP4Clip breaks score ties by sort order; we count them pessimistically, so the two agree on
+every matrix without exact ties.
 """
 from math import comb
 from typing import Dict, Sequence
@@ -23,6 +39,7 @@ import numpy as np
 import torch
 
 RECALL_KS = (1, 5, 10)
+PROTOCOLS = ('coco', 'clip4clip')
 # Rows compared at once: bounds the (rows, candidates) boolean to ~chunk * candidates.
 _CHUNK = 1024
 
@@ -92,6 +109,48 @@ def v2t_ranks(sim: torch.Tensor, text_to_video: torch.Tensor) -> torch.Tensor:
     return torch.cat(ranks)
 
 
+def group_similarity(sim: torch.Tensor, text_to_video: torch.Tensor) -> torch.Tensor:
+    """Best caption score of each video's caption group for every video.
+
+    Args:
+        sim: ``(num_texts, num_videos)`` similarities.
+        text_to_video: ``(num_texts,)`` index of each text's video.
+
+    Returns:
+        torch.Tensor: ``(num_videos, num_videos)``, ``G[i, j]`` = max over the captions of
+        video ``i`` of their score for video ``j``; ``-inf`` rows for videos without captions.
+    """
+    sim, t2v = _check(sim, text_to_video)
+    num_videos = sim.shape[1]
+    group = torch.full((num_videos, num_videos), -torch.inf, dtype=sim.dtype,
+                       device=sim.device)
+    index = t2v[:, None].expand(-1, num_videos)
+    return group.scatter_reduce(0, index, sim, reduce='amax')
+
+
+def v2t_ranks_clip4clip(sim: torch.Tensor, text_to_video: torch.Tensor) -> torch.Tensor:
+    """CLIP4Clip's multi-caption v2t rank of each described video (pessimistic ties).
+
+    Video ``j`` ranks its own caption group among the groups of all described videos by
+    the group score :func:`group_similarity` ``G[:, j]``.
+
+    Args:
+        sim: ``(num_texts, num_videos)`` similarities.
+        text_to_video: ``(num_texts,)`` index of each text's video.
+
+    Returns:
+        torch.Tensor: int64 ``(num_described_videos,)``, videos in index order.
+    """
+    group = group_similarity(sim, text_to_video)
+    described = torch.zeros(group.shape[0], dtype=torch.bool, device=group.device)
+    described[torch.as_tensor(text_to_video, dtype=torch.long, device=group.device)] = True
+    cols = torch.nonzero(described)[:, 0]
+    g = group[cols][:, cols]  # (groups, videos), both over the described videos
+    own = g.diagonal()
+    # ">= own" counts the own group too: that is the "1 +".
+    return (g >= own[None, :]).sum(0)
+
+
 def rank_summary(ranks: torch.Tensor, ks: Sequence[int] = RECALL_KS) -> Dict[str, float]:
     """``R@K`` (percent), ``MdR`` and ``MnR`` of 1-based ranks."""
     r = ranks.double().cpu().numpy()
@@ -123,20 +182,27 @@ def chance_recall(num_candidates: int, num_correct: Sequence[int],
 
 
 def retrieval_metrics(sim: torch.Tensor, text_to_video: torch.Tensor,
-                      ks: Sequence[int] = RECALL_KS) -> Dict[str, float]:
+                      ks: Sequence[int] = RECALL_KS,
+                      protocol: str = 'coco') -> Dict[str, float]:
     """Both directions' R@K, MdR and MnR, and ``rsum``.
 
     Args:
         sim: ``(num_texts, num_videos)`` similarities (e.g. cosine: text @ video.T).
         text_to_video: ``(num_texts,)`` long, index of the video each text describes.
         ks: Recall cut-offs.
+        protocol: v2t protocol with several captions per video: ``'coco'`` (a video ranks
+            its best caption among all captions) or ``'clip4clip'`` (a video ranks its
+            caption group among all videos' groups; CLIP4Clip's MSVD figures). See the
+            module docstring.
 
     Returns:
         dict: ``t2v/R@1``, ``t2v/R@5``, ``t2v/R@10``, ``t2v/MdR``, ``t2v/MnR``, the same
         for ``v2t/``, and ``rsum`` (sum of the six recalls).
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}')
+    v2t = v2t_ranks if protocol == 'coco' else v2t_ranks_clip4clip
     out = {f't2v/{k}': v for k, v in rank_summary(t2v_ranks(sim, text_to_video), ks).items()}
-    out.update(
-        {f'v2t/{k}': v for k, v in rank_summary(v2t_ranks(sim, text_to_video), ks).items()})
+    out.update({f'v2t/{k}': v for k, v in rank_summary(v2t(sim, text_to_video), ks).items()})
     out['rsum'] = sum(out[f'{d}/R@{k}'] for d in ('t2v', 'v2t') for k in ks)
     return out

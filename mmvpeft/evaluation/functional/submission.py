@@ -20,6 +20,7 @@ For YouTube Highlights / TVSum ground truth (``label`` and ``domain`` fields) th
 ``HL-mAP`` and ``HL-{domain}-mAP`` instead. All figures are percentages, unrounded.
 """
 import math
+import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -64,13 +65,24 @@ def load_jsonl(path: str, what: str = 'file') -> List[dict]:
     return records
 
 
-def _check_inside(windows: np.ndarray, duration: float, qid: Any, tol: float) -> None:
+def count_outside(windows: np.ndarray, duration: float, tol: float = 1e-2) -> int:
+    """How many ``[start, end, ...]`` rows pass ``[0, duration]`` by more than ``tol`` s.
+
+    The official QVHighlights evaluator scores such windows by plain tIoU (no clipping, no
+    error): the part outside the video only enlarges the union. We do the same and only
+    count them, for one warning per evaluation.
+    """
     if not len(windows):
-        return
-    if windows[:, 0].min() < -tol or windows[:, 1].max() > duration + tol:
-        bad = windows[(windows[:, 0] < -tol) | (windows[:, 1] > duration + tol)][0]
-        raise SubmissionError(f'qid={qid!r}: predicted window [{bad[0]:g}, {bad[1]:g}] lies '
-                              f'outside the video [0, {duration:g}] s')
+        return 0
+    return int(((windows[:, 0] < -tol) | (windows[:, 1] > duration + tol)).sum())
+
+
+def warn_outside(num_outside: int, num_windows: int, num_queries: int) -> None:
+    """The one warning of an evaluation whose predictions pass the videos' ends."""
+    if num_outside:
+        warnings.warn(f'{num_outside} of {num_windows} predicted windows ({num_queries} '
+                      'queries) lie partly outside [0, duration]; scored by plain tIoU as '
+                      'the official QVHighlights evaluator does', stacklevel=3)
 
 
 def _mr_block(pred_windows, gt_windows, max_windows) -> Dict[str, Any]:
@@ -114,14 +126,19 @@ def eval_submission(preds: Sequence[dict], gts: Sequence[dict],
             ``'qvhighlights'``, ``'youtube'``, ``'tvsum'`` or ``'none'``.
         clip_length: seconds per saliency clip (QVHighlights: 2).
         max_windows: predictions per query that the MR mAP uses.
-        duration_tol: seconds a predicted window may pass ``[0, duration]`` by (rounding).
+        duration_tol: seconds a predicted window may pass ``[0, duration]`` by before it is
+            counted in the warning. Windows outside the video are scored by plain tIoU,
+            as the official QVHighlights evaluator scores them (moment_detr, lighthouse and
+            most DETR models predict some); one warning counts them.
 
     Returns:
         ``{'brief': {name: value}, 'full': {group: {...}}}`` (see the module docstring).
 
     Raises:
         SubmissionError: naming the qid, for qids on one side only, duplicated qids, NaN or
-            inf scores, malformed windows, windows outside the video, or no metric to compute.
+            inf scores, malformed windows (wrong shape, end < start), or no metric to
+            compute. A submission without ``pred_saliency_scores`` gets its MR metrics only,
+            as with the official evaluator.
     """
     try:
         pairs = match_qids(preds, gts)
@@ -132,6 +149,7 @@ def eval_submission(preds: Sequence[dict], gts: Sequence[dict],
     has_windows = any(g.get('relevant_windows') for _, g in pairs)
     if has_windows:
         pred_windows, gt_windows = [], []
+        num_outside, queries_outside = 0, 0
         for pred, gt in pairs:
             qid = gt['qid']
             if pred.get('pred_relevant_windows') is None:
@@ -145,9 +163,13 @@ def eval_submission(preds: Sequence[dict], gts: Sequence[dict],
             except ValueError as e:
                 raise SubmissionError(str(e)) from e
             if gt.get('duration') is not None:
-                _check_inside(p, float(gt['duration']), qid, duration_tol)
+                n = count_outside(p, float(gt['duration']), duration_tol)
+                num_outside += n
+                queries_outside += bool(n)
             pred_windows.append(p)
             gt_windows.append(g)
+        warn_outside(num_outside, sum(len(p) for p in pred_windows),
+                     queries_outside)
         full['MR-full'] = _mr_block(pred_windows, gt_windows, max_windows)
         for name, length_range in LENGTH_BUCKETS.items():
             keep, kept_gt = filter_by_length(gt_windows, length_range)

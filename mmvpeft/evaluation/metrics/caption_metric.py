@@ -3,9 +3,10 @@ generated texts."""
 from typing import Any, Dict, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 
 from mmvpeft.evaluation.functional.caption_metrics import (COCO_METRICS, coco_caption_scores,
-                                                           rouge_f1_scores)
+                                                           rouge_f1_scores, skipped_metrics)
 from mmvpeft.registry import METRICS
 
 
@@ -17,7 +18,9 @@ class CaptionMetric(BaseMetric):
     ``pred_text``), its references (``ref_key``: a list of str, or one str) and an id
     (``id_key``). The scores are pycocoevalcap's (see
     :func:`~mmvpeft.evaluation.functional.caption_metrics.coco_caption_scores`); METEOR is
-    skipped with one warning where Java is missing.
+    skipped where Java is missing: every evaluation then prints which metrics were skipped
+    and why (and :attr:`skipped` holds ``{metric: reason}``), so a table built from the log
+    never silently lacks a column.
 
     Args:
         scorers: pycocoevalcap scorers to run (``'BLEU'``, ``'METEOR'``, ``'ROUGE_L'``,
@@ -40,6 +43,7 @@ class CaptionMetric(BaseMetric):
             raise ValueError(f'unknown caption scorers {unknown}; choose from {COCO_METRICS}')
         self.scorers, self.rouge_f1, self.tokenizer = tuple(scorers), rouge_f1, tokenizer
         self.pred_key, self.ref_key, self.id_key = pred_key, ref_key, id_key
+        self.skipped: Dict[str, str] = {}
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -58,6 +62,10 @@ class CaptionMetric(BaseMetric):
             if ident in preds:
                 raise ValueError(f'{self.id_key}={ident!r} was predicted twice')
             preds[ident], refs[ident] = pred, ref
+        self.skipped = skipped_metrics(self.scorers)
+        for name, reason in self.skipped.items():
+            print_log(f'{type(self).__name__}: {name} skipped: {reason}', logger='current',
+                      level=30)
         out = coco_caption_scores(preds, refs, self.scorers, self.tokenizer)
         if self.rouge_f1:
             out.update(rouge_f1_scores(preds, refs, self.tokenizer))

@@ -5,8 +5,8 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from mmvpeft.evaluation.functional.retrieval_metrics import (RECALL_KS, chance_recall,
-                                                             retrieval_metrics)
+from mmvpeft.evaluation.functional.retrieval_metrics import (PROTOCOLS, RECALL_KS,
+                                                             chance_recall, retrieval_metrics)
 from mmvpeft.registry import METRICS
 
 
@@ -33,6 +33,10 @@ class RetrievalMetric(BaseMetric):
 
     Args:
         ks: Recall cut-offs.
+        protocol: v2t protocol when videos have several captions: ``'coco'`` (a video
+            ranks its best caption among all captions) or ``'clip4clip'`` (a video ranks
+            its caption group among the videos' groups, as CLIP4Clip's published MSVD
+            figures do). Name it beside every v2t figure; t2v is the same in both.
         collect_device: ``'cpu'`` or ``'gpu'``, for gathering results across ranks.
         prefix: Prefix of the metric names, e.g. ``'retrieval'``.
     """
@@ -41,9 +45,14 @@ class RetrievalMetric(BaseMetric):
 
     def __init__(self,
                  ks: Sequence[int] = RECALL_KS,
+                 protocol: str = 'coco',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        if protocol not in PROTOCOLS:
+            raise ValueError(f'{type(self).__name__}: protocol must be one of {PROTOCOLS}, '
+                             f'got {protocol!r}')
+        self.protocol = protocol
         self.ks = tuple(int(k) for k in ks)
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f'ks must be positive, got {ks}')
@@ -84,10 +93,16 @@ class RetrievalMetric(BaseMetric):
         text_to_video = torch.repeat_interleave(torch.arange(len(videos)),
                                                 torch.tensor(counts))
         sim = text_embeds @ video_embeds.T
-        metrics = retrieval_metrics(sim, text_to_video, self.ks)
+        metrics = retrieval_metrics(sim, text_to_video, self.ks, protocol=self.protocol)
         for k, v in chance_recall(len(videos), [1] * len(text_embeds), self.ks).items():
             metrics[f'chance/t2v/{k}'] = v
-        # Like v2t itself, the chance level leaves out videos without a caption.
-        for k, v in chance_recall(len(text_embeds), [m for m in counts if m], self.ks).items():
+        # Like v2t itself, the chance level leaves out videos without a caption; under
+        # 'clip4clip' the candidates are the described videos' groups, one correct each.
+        described = [m for m in counts if m]
+        if self.protocol == 'clip4clip':
+            v2t_chance = chance_recall(len(described), [1] * len(described), self.ks)
+        else:
+            v2t_chance = chance_recall(len(text_embeds), described, self.ks)
+        for k, v in v2t_chance.items():
             metrics[f'chance/v2t/{k}'] = v
         return metrics

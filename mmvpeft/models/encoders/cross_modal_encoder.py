@@ -142,7 +142,11 @@ class CrossModalEncoder(BaseModule):
     def forward(self, video: torch.Tensor, video_mask: torch.Tensor, text: torch.Tensor,
                 text_mask: torch.Tensor) -> dict:
         """Args: video ``(B, T, video_dim)``, video_mask ``(B, T)``, text ``(B, L, text_dim)``,
-        text_mask ``(B, L)`` (bool, True = valid)."""
+        text_mask ``(B, L)`` (bool, True = valid). Padded positions are replaced by zeros
+        first (selected, not multiplied), so NaN / inf there never reach valid outputs,
+        gradients, or a masked attention."""
+        video = torch.where(video_mask.unsqueeze(-1), video, 0.0)
+        text = torch.where(text_mask.unsqueeze(-1), text, 0.0)
         v = self.video_proj(video) + sinusoidal_positions(video.shape[1], self.dim, video.device)
         t = self.text_proj(text) + sinusoidal_positions(text.shape[1], self.dim, text.device)
         for layer in self.text_layers:

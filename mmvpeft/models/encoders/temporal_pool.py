@@ -22,8 +22,10 @@ def masked_mean(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     if mask is None:
         return x.mean(1)
     w = mask.to(x.dtype).unsqueeze(-1)
-    # Multiply-and-sum (not indexing) keeps padded values, even inf/NaN-free garbage, out.
-    return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+    # Select, then sum: padded values, NaN and inf included, never reach the mean or its
+    # gradient (multiplying by the mask would give 0 * NaN = NaN).
+    x = torch.where(mask.bool().unsqueeze(-1), x, 0.0)
+    return x.sum(1) / w.sum(1).clamp(min=1.0)
 
 
 @MODELS.register_module()
@@ -113,7 +115,7 @@ class TemporalPool(nn.Module):
         if mask is not None:
             # Zero the padded frames (the residual below) and let a video without any valid
             # frame attend to all its (zeroed) frames instead of producing NaN.
-            x = x * mask.unsqueeze(-1).to(x.dtype)
+            x = torch.where(mask.unsqueeze(-1), x, 0.0)
             padding = ~mask & mask.any(1, keepdim=True)
         else:
             padding = None

@@ -40,6 +40,32 @@ SITES = ('pre_block', 'attention', 'qkv', 'attn_out', 'attn_branch', 'mlp_fc', '
 EXCLUSIVE_SITES = ('attention', )
 
 
+def _select_valid(x: torch.Tensor, layout: Optional[SequenceLayout]) -> torch.Tensor:
+    """Zero the non-finite entries of padded frames (video) or padded words (text) of ``x``.
+
+    Selection, not multiplication: NaN / inf in padding then never reach a trainable
+    weight's gradient (``0 * NaN`` is NaN) or a masked attention (``NaN + -inf`` is NaN).
+    Valid positions and finite padding are left bit for bit as they are (finite padding is
+    already inert, and padded clips keep giving the frozen tower's features).
+
+    Args:
+        x: ``(B*F, N, D)`` vision or ``(B, L, D)`` text block input.
+        layout: the tower's layout; nothing to do without a mask.
+    """
+    if layout is None or layout.mask is None:
+        return x
+    mask = layout.mask
+    if layout.is_video:
+        keep = mask.reshape(-1, 1, 1)  # one flag per frame, frames in (B*F) order
+    elif x.shape[:2] == mask.shape:
+        keep = mask.unsqueeze(-1)
+    else:  # a layout that does not describe this sequence: leave it as it is
+        return x
+    if keep.shape[0] != x.shape[0]:
+        return x
+    return torch.where(keep | torch.isfinite(x), x, 0.0)
+
+
 class PEFTBlock(ResidualAttentionBlock):
     """open_clip ``ResidualAttentionBlock`` with PETL sites (see the module docstring).
 
@@ -70,7 +96,7 @@ class PEFTBlock(ResidualAttentionBlock):
             raise ValueError('PETL blocks are self-attention blocks; cross-attention '
                              '(k_x / v_x) is not supported')
         layout = self.peft_layout
-        x = q_x
+        x = _select_valid(q_x, layout)
         for m in self._handlers('pre_block'):
             x = m.pre_block(x, layout)
 

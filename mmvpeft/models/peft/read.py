@@ -94,7 +94,7 @@ class ReadAdapter(nn.Module):
         if self.bidirectional:
             h = h[..., :self.hidden_dim] + h[..., self.hidden_dim:]
         if not full:
-            h = h * mask.unsqueeze(-1).to(h.dtype)
+            h = torch.where(mask.unsqueeze(-1), h, 0.0)
         return h
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -117,12 +117,17 @@ class ReadAdapter(nn.Module):
                 raise ValueError(
                     f'mask shape {tuple(mask.shape)} does not match x {tuple(x.shape[:2])}')
             lengths = lengths_from_mask(mask)
-        h = self._recur(self.down(x), mask, lengths)
+            # Select, don't multiply: NaN / inf in padded positions must not reach `down`'s
+            # weight gradient (0 * NaN is NaN) or the recurrence.
+            x_in = torch.where(mask.unsqueeze(-1), x, 0.0)
+        else:
+            x_in = x
+        h = self._recur(self.down(x_in), mask, lengths)
         self.last_states = h
         delta = self.dropout(self.up(self.act(h)))
         if mask is not None:
             # `up` has a bias, so padded positions need an explicit zero update.
-            delta = delta * mask.unsqueeze(-1).to(delta.dtype)
+            delta = torch.where(mask.unsqueeze(-1), delta, 0.0)
         return x + delta
 
     def mlp_branch(self, branch: torch.Tensor, layout: Optional[SequenceLayout]) -> torch.Tensor:

@@ -156,6 +156,10 @@ class VideoLanguageModel(BaseModel):
         total = sum(losses[k] for k in self.loss_keys)
         log_vars = OrderedDict([('loss', total.detach())])
         log_vars.update((k, v.detach() if torch.is_tensor(v) else v) for k, v in losses.items())
+        residual = getattr(self.pvla_loss, 'last_residual', None)
+        if 'loss_pvla' in losses and residual is not None:
+            # the KKT residual of the last PVLA plan: logged, never summed
+            log_vars['pvla/residual'] = residual
         return total, log_vars
 
     # ---- checkpoints and inference ----------------------------------------------------

@@ -51,22 +51,26 @@ def _masks(bsz=3, nv=6, nl=4):
     return vmask, tmask
 
 
+@pytest.mark.parametrize('normalize', [True, False])
 @pytest.mark.parametrize('log_domain', [False, True])
-def test_value_matches_pot(log_domain):
+def test_value_matches_pot(log_domain, normalize):
     x, y = _states()
-    loss = PVLALoss(mass=0.5, eps=0.1, num_iters=100, log_domain=log_domain)
+    # tol=None: every iteration runs, POT's iterates exactly (the default normalised cost,
+    # or the raw one)
+    loss = PVLALoss(mass=0.5, eps=0.1, num_iters=100, log_domain=log_domain,
+                    normalize_cost=normalize, tol=None)
     out = loss(x, y)
     assert out.dim() == 0 and out.dtype == torch.float64
-    ref = _pot_loss(x, y, None, None)
+    ref = _pot_loss(x, y, None, None, normalize=normalize)
     assert out.item() == pytest.approx(ref, rel=1e-9, abs=1e-12)
 
 
 def test_value_matches_pot_with_masks():
     x, y = _states()
     vmask, tmask = _masks()
-    loss = PVLALoss(mass=0.7, eps=0.2, num_iters=80)
+    loss = PVLALoss(mass=0.7, eps=0.2, num_iters=80, tol=None)
     out = loss(x, y, vmask, tmask)
-    ref = _pot_loss(x, y, vmask, tmask, mass=0.7, eps=0.2, iters=80)
+    ref = _pot_loss(x, y, vmask, tmask, mass=0.7, eps=0.2, iters=80, normalize=True)
     assert out.item() == pytest.approx(ref, rel=1e-9, abs=1e-12)
     plan = loss.plan(x, y, vmask, tmask)
     assert plan.shape == (3, 6, 4)
@@ -124,7 +128,8 @@ def test_loss_weight_scales_value_and_gradient():
 def test_cosine_cost():
     x, y = _states(seed=2)
     vmask, tmask = _masks()
-    loss = PVLALoss(cost='cosine', mass=0.5, eps=0.05, num_iters=60)
+    loss = PVLALoss(cost='cosine', mass=0.5, eps=0.05, num_iters=60, normalize_cost=False,
+                    tol=None)
     out = loss(x, y, vmask, tmask)
     ref = _pot_loss(x, y, vmask, tmask, kind='cosine', eps=0.05, iters=60)
     assert out.item() == pytest.approx(ref, rel=1e-9, abs=1e-12)
@@ -139,14 +144,15 @@ def test_cosine_cost():
 def test_normalize_cost_option():
     x, y = _states(scale=3.0)
     vmask, tmask = _masks()
-    loss = PVLALoss(normalize_cost=True, eps=0.05, num_iters=50)
+    loss = PVLALoss(normalize_cost=True, eps=0.05, num_iters=50, tol=None)
     out = loss(x, y, vmask, tmask)
     ref = _pot_loss(x, y, vmask, tmask, eps=0.05, iters=50, normalize=True)
     assert out.item() == pytest.approx(ref, rel=1e-9, abs=1e-12)
     # The plan no longer depends on the scale of the states.
     torch.testing.assert_close(loss.plan(10 * x, 10 * y, vmask, tmask),
                                loss.plan(x, y, vmask, tmask))
-    assert not torch.allclose(PVLALoss(eps=0.05, num_iters=50).plan(x, y, vmask, tmask),
+    assert not torch.allclose(PVLALoss(eps=0.05, num_iters=50, normalize_cost=False)
+                              .plan(x, y, vmask, tmask),
                               loss.plan(x, y, vmask, tmask))
 
 
@@ -211,3 +217,20 @@ def test_low_precision_inputs_are_solved_in_float32():
     assert out.dtype == torch.float32 and xb.grad.dtype == torch.bfloat16
     assert torch.isfinite(xb.grad.float()).all()
     torch.testing.assert_close(out, loss(xb.detach().float(), y32.bfloat16().float()))
+
+
+@pytest.mark.parametrize('pad', [float('nan'), float('inf'), -float('inf')])
+def test_padding_is_inert_whatever_it_holds(pad):
+    """Loss and gradients of valid states with NaN / inf padding equal those with zeros."""
+    x, y = _states()
+    vmask, tmask = _masks()
+    results = []
+    for value in (0.0, pad):
+        xv = x.masked_fill(~vmask[:, :, None], value).requires_grad_()
+        yv = y.masked_fill(~tmask[:, :, None], value).requires_grad_()
+        loss = PVLALoss()
+        out = loss(xv, yv, vmask, tmask)
+        out.backward()
+        results.append((out.detach(), xv.grad[vmask], yv.grad[tmask], loss.last_residual))
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
