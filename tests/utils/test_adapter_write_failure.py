@@ -3,7 +3,6 @@ temporary file behind)."""
 import os
 
 import pytest
-import safetensors.torch
 import torch
 from torch import nn
 
@@ -23,15 +22,16 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = str(tmp_path / 'adapter.safetensors')
     save_adapter(_Tiny(1.0), path)
     before = open(path, 'rb').read()
-    real_save = safetensors.torch.save_file
+    import mmvpeft.utils.fileio as fileio
+    real_fsync = fileio._fsync_file
 
-    def half_then_fail(tensors, filename, metadata=None):
-        real_save(tensors, filename, metadata=metadata)
-        with open(filename, 'r+b') as f:  # a write cut off half-way (disk full, killed)
-            f.truncate(os.path.getsize(filename) // 2)
+    def half_then_fail(tmp):
+        real_fsync(tmp)
+        with open(tmp, 'r+b') as f:  # a write cut off half-way (disk full, killed)
+            f.truncate(os.path.getsize(tmp) // 2)
         raise OSError('No space left on device')
 
-    monkeypatch.setattr(safetensors.torch, 'save_file', half_then_fail)
+    monkeypatch.setattr(fileio, '_fsync_file', half_then_fail)
     with pytest.raises(OSError, match='No space left'):
         save_adapter(_Tiny(2.0), path)
     assert open(path, 'rb').read() == before

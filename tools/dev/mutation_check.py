@@ -449,7 +449,8 @@ MUTATIONS: List[Mutation] = [
       ('tests/models/decoders/test_beam_length_penalty.py::test_positive_penalty_prefers_'
        'longer_hypotheses', )),
     M('adapter-write-in-place', 'mmvpeft/utils/adapter_io.py',
-      'save_file(tensors, tmp, metadata=meta)', 'save_file(tensors, path, metadata=meta)',
+      'write_bytes_atomic(path, save(tensors, metadata=meta))',
+      "open(path, 'wb').write(save(tensors, metadata=meta))",
       ('tests/utils/test_adapter_write_failure.py::test_failed_write_keeps_the_previous_'
        'file', )),
     M('clip-model-knob-dropped', 'mmvpeft/apis/config_checks.py',

@@ -27,7 +27,7 @@ def _batch(b=3, t=2):
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(1, 90, (b, 6), generator=g)
     tokens[:, -1] = 99
-    return dict(imgs=torch.randint(0, 256, (b, t, 3, 32, 32), dtype=torch.uint8, generator=g),
+    return dict(imgs=torch.randint(0, 256, (b, t, 1, 3, 32, 32), dtype=torch.uint8, generator=g),
                 video_mask=torch.ones(b, t, dtype=torch.bool), text_tokens=tokens,
                 text_mask=torch.ones(b, 6, dtype=torch.bool),
                 text_video_index=torch.arange(b))
