@@ -245,7 +245,8 @@ def docs():
     """What the tests read: the groups, the skipped blocks, marker problems."""
     from types import SimpleNamespace
     return SimpleNamespace(groups=GROUPS, skips=SKIPS, problems=PROBLEMS,
-                           unmarked=unmarked_command_blocks())
+                           unmarked=unmarked_command_blocks(), files=doc_files(),
+                           repo_root=REPO_ROOT)
 
 
 @pytest.fixture
