@@ -72,11 +72,12 @@ class Skip:
     reason: str
 
 
-def collect():
-    """``({name: Group}, [Skip], [problems])`` over README.md and docs/."""
+def collect(texts=None):
+    """``({name: Group}, [Skip], [problems])`` over ``{file: text}`` (README.md and docs/)."""
+    if texts is None:
+        texts = {rel: _read(rel) for rel in doc_files()}
     groups, skips, problems = {}, [], []
-    for rel in doc_files():
-        text = _read(rel)
+    for rel, text in texts.items():
         per_file = {}
         for m in MARKER.finditer(text):
             line = text.count('\n', 0, m.start()) + 1
@@ -108,16 +109,26 @@ def collect():
             else:
                 groups[name] = group
     for name, group in groups.items():
-        if group.after and group.after not in groups:
-            problems.append(f'group {name} runs after {group.after}, which no doc defines')
+        seen, current = {name}, group
+        while current.after:
+            if current.after not in groups:
+                problems.append(f'group {name} runs after {current.after}, which no doc '
+                                'defines')
+                break
+            if current.after in seen:
+                problems.append(f'group {name}: its (after ...) groups form a cycle')
+                break
+            seen.add(current.after)
+            current = groups[current.after]
     return groups, skips, problems
 
 
-def unmarked_command_blocks():
+def unmarked_command_blocks(texts=None):
     """``file:line`` of every shell block that carries no doc-test marker."""
+    if texts is None:
+        texts = {rel: _read(rel) for rel in doc_files()}
     missing = []
-    for rel in doc_files():
-        text = _read(rel)
+    for rel, text in texts.items():
         for m in FENCE.finditer(text):
             if m[1] not in COMMAND_LANGS:
                 continue
@@ -130,14 +141,15 @@ def unmarked_command_blocks():
 GROUPS, SKIPS, PROBLEMS = collect()
 
 
-def chains():
+def chains(groups=None):
     """Root groups with the groups that run after them, in run order: ``{root: [names]}``."""
+    groups = GROUPS if groups is None else groups
     children = {}
-    for name, group in GROUPS.items():
+    for name, group in groups.items():
         if group.after:
             children.setdefault(group.after, []).append(name)
     out = {}
-    for name, group in GROUPS.items():
+    for name, group in groups.items():
         if group.after:
             continue
         order, todo = [], [name]
@@ -246,7 +258,10 @@ def docs():
     from types import SimpleNamespace
     return SimpleNamespace(groups=GROUPS, skips=SKIPS, problems=PROBLEMS,
                            unmarked=unmarked_command_blocks(), files=doc_files(),
-                           repo_root=REPO_ROOT)
+                           repo_root=REPO_ROOT, collect=collect,
+                           unmarked_in=unmarked_command_blocks, chains=chains,
+                           expected_prints=expected_prints, matches=matches,
+                           shell_lines=shell_lines)
 
 
 @pytest.fixture
@@ -260,10 +275,8 @@ def run_chain(tmp_path):
                 made.append(clone_copy(tmp_path / 'mmvpeft'))
             return made[0]
 
-        results = {}
-        for name in names:
-            results[name] = (None, run_group(GROUPS[name], str(tmp_path), clone))
+        outputs = {name: run_group(GROUPS[name], str(tmp_path), clone) for name in names}
         root = made[0] if made else None
-        return {name: (root, outs) for name, (_, outs) in results.items()}
+        return {name: (root, outs) for name, outs in outputs.items()}
 
     return run
