@@ -105,8 +105,8 @@ def test_resume_is_exact(tmp_path, load_tool):
 
 
 def _readme_recipe():
-    """The custom_imports recipe of README.md: {file name: text} and the shell command."""
-    with open(osp.join(REPO_ROOT, 'README.md')) as f:
+    """The custom_imports recipe of docs/configs.md: {file name: text} and the shell command."""
+    with open(osp.join(REPO_ROOT, 'docs', 'configs.md')) as f:
         section = f.read().split('## Extending', 1)[1]
     code = re.search(r'```python\n(.*?)```', section, re.S).group(1)
     command = re.search(r'```bash\n(.*?)```', section, re.S).group(1).strip()
@@ -121,7 +121,8 @@ def _readme_recipe():
 
 
 def test_custom_imports_plugin(tmp_path, monkeypatch):
-    """The README's custom_imports recipe, as written, run from a folder outside the repo."""
+    """The docs' custom_imports recipe (docs/configs.md), as written, run from a folder
+    outside the repo."""
     files, command = _readme_recipe()
     user = tmp_path / 'user_project'
     user.mkdir()

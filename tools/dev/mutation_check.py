@@ -237,7 +237,7 @@ MUTATIONS: List[Mutation] = [
       'if not allow_partial:\n            raise RuntimeError(',
       'if False:\n            raise RuntimeError(',
       (f'{RETRIEVER}::test_missing_or_mismatched_trainable_weights_are_errors', )),
-    M('readme-plugin-not-used', 'README.md',
+    M('docs-plugin-not-used', 'docs/configs.md',
       "model = dict(head=dict(loss_cls=dict(_delete_=True, type='MyBCELoss')))",
       "model = dict(head=dict(loss_cls=dict(_delete_=True, type='SigmoidFocalLoss', "
       "gamma=0.0, alpha=None)))", (f'{TOOLS}::test_custom_imports_plugin', )),
