@@ -33,6 +33,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from mmvpeft.utils.checkpoint import check_checkpoint_file
+from mmvpeft.utils.fileio import atomic_write
 from .config_checks import (apply_knob_options, check_hook_args, check_top_level_keys,
                             read_config, scale_schedule_to_epochs)
 
@@ -252,12 +253,6 @@ def write_resolved_config(cfg: Config, work_dir: Optional[str] = None) -> Option
     work_dir = work_dir or cfg.work_dir
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, RESOLVED_CONFIG)
-    tmp = f'{path}.{os.getpid()}.tmp'
-    try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(resolved_config_text(cfg))
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path) as f:
+        f.write(resolved_config_text(cfg))
     return path

@@ -18,7 +18,6 @@ import math
 import os
 import os.path as osp
 import shutil
-import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -29,6 +28,7 @@ from mmvpeft.datasets.transforms.prefix_loading import (LOADERS, PROCESSING, fra
                                                         transform_type, video_files)
 from mmvpeft.models.backbones.prefix_cache import (META_FILE, PrefixCacheError, check_meta,
                                                    require_prefix_start, text_key)
+from mmvpeft.utils.fileio import atomic_path, atomic_write
 
 # Transforms a video cache replaces (decoding, sampling, resizing, formatting) and the
 # tokenizers whose outputs the text cache covers (they stay in the pipeline).
@@ -78,25 +78,14 @@ def grid_frame_inds(num_frames: int, fps: float, grid_fps: Optional[float] = Non
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix='.part.', suffix='.npy', dir=osp.dirname(path))
-    os.close(fd)
-    try:
+    # atomic: an interrupted run never leaves a truncated file
+    with atomic_path(path) as tmp:
         np.save(tmp, array)
-        os.replace(tmp, path)  # atomic: an interrupted run never leaves a truncated file
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def _save_json(path: str, value) -> None:
-    fd, tmp = tempfile.mkstemp(prefix='.part.', suffix='.json', dir=osp.dirname(path))
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            json.dump(value, f)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path) as f:
+        json.dump(value, f)
 
 
 def _prepare_dir(path: str, meta: dict, overwrite: bool) -> None:

@@ -20,27 +20,20 @@ trained model's head depends on the ids).
 """
 import hashlib
 import json
-import os
 import os.path as osp
 from collections import Counter
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from mmvpeft.evaluation.functional.qa_metrics import normalize_answer
+from mmvpeft.utils.fileio import atomic_write
 from .records import read_qa_records, require_str
 
 
 def _write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``, so a reader
-    (another process building the same vocabulary) never sees half a file."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.{os.getpid()}.tmp'
-    try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    """Write ``text`` through a temporary file, so a reader (another process building the
+    same vocabulary) never sees half a file."""
+    with atomic_write(path) as f:
+        f.write(text)
 
 
 def _sha256_file(path: str) -> str:
