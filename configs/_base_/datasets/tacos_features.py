@@ -4,7 +4,7 @@
 #   data/tacos/clip_features/{vid}.npz       ['features']          (T, 512), one row per 2 s
 #   data/tacos/slowfast_features/{vid}.npz   ['features']          (T, 2304)
 #   data/tacos/clip_text_features/qid{qid}.npz ['last_hidden_state'] (L, 512)
-# See README "Data layout" for where the releases come from. Paths below are relative to
+# See docs/data_preparation.md for where the releases come from. Paths below are relative to
 # data_root, joined by the dataset when it is built: data_root is the one knob
 # (--cfg-options data_root=/my/tacos, or data_root = ... in a child config).
 data_root = 'data/tacos'

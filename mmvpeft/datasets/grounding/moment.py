@@ -116,7 +116,7 @@ class MomentRetrievalDataset(LowResourceMixin, DataRootMixin, SkipCorruptMixin,
         if not osp.isfile(ann_file):
             raise FileNotFoundError(
                 f'annotation file not found: {ann_file} (set ann_file in the dataset config; '
-                'see README "Data layout")')
+                'see docs/data_preparation.md)')
         data_list, clipped, dropped_win, dropped_queries, seen = [], [], [], [], {}
         for lineno, record in iter_jsonl(ann_file, AnnotationError):
             if not isinstance(record, dict):

@@ -157,7 +157,7 @@ def _feature_folder(data_root: Optional[str], folder: str, what: str) -> str:
     path = join_root(data_root, folder)
     if not osp.isdir(path):
         raise FileNotFoundError(f'{what} folder not found: {path} (feat_dir {folder!r}, '
-                                f'data_root={data_root!r}). See README "Data layout" for '
+                                f'data_root={data_root!r}). See docs/data_preparation.md for '
                                 'where the public feature releases go.')
     return path
 

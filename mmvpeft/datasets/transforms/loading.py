@@ -459,7 +459,7 @@ def _load_array(stem: str, key: str, qid, vid) -> Tuple[np.ndarray, str]:
 
 def _check_dir(path: str, what: str) -> None:
     if not osp.isdir(path):
-        raise FileNotFoundError(f'{what} folder not found: {path}. See README "Data layout" for '
+        raise FileNotFoundError(f'{what} folder not found: {path}. See docs/data_preparation.md for '
                                 'where the public feature releases go.')
 
 

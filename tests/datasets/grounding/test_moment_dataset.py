@@ -145,7 +145,7 @@ def test_max_clips_keeps_seconds_mapping(tmp_path):
 
 def test_missing_feature_folder_says_what_goes_where(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'video feature .*\{vid\}\.npz.*"features".*'
-                                                r'2 s clip.*README'):
+                                                r'2 s clip.*docs/data_preparation.md'):
         LoadClipFeatures(str(tmp_path / 'clip_features'))
     with pytest.raises(FileNotFoundError, match=r'text feature .*qid\{qid\}\.npz'):
         LoadTextFeatures(str(tmp_path / 'txt'))
