@@ -450,6 +450,11 @@ MUTATIONS: List[Mutation] = [
       'return score * (length ** length_penalty) if length_penalty else score',
       ('tests/models/decoders/test_beam_length_penalty.py::test_positive_penalty_prefers_'
        'longer_hypotheses', )),
+    M('prefix-key-skips-block-before-cut', 'mmvpeft/models/backbones/prefix_cache.py',
+      'for i, block in enumerate(tower.blocks()[:k]):',
+      'for i, block in enumerate(tower.blocks()[:k - 1]):',
+      ('tests/models/backbones/test_prefix_cache_key.py::test_every_block_before_the_cut_is_'
+       'in_the_key', )),
     M('adapter-write-in-place', 'mmvpeft/utils/adapter_io.py',
       'write_bytes_atomic(path, save(tensors, metadata=meta))',
       "open(path, 'wb').write(save(tensors, metadata=meta))",

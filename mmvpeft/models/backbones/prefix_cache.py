@@ -94,7 +94,7 @@ def prefix_key(tower: nn.Module, source_cfg: Optional[dict], k: int) -> Dict:
     """The model side of a cache key for ``tower`` cut before block ``k``.
 
     Args:
-        tower: a PETL tower (``CLIPVisionBackbone`` / ``CLIPTextBackbone``).
+        tower: a PEFT tower (``CLIPVisionBackbone`` / ``CLIPTextBackbone``).
         source_cfg: its ``model_name`` / ``pretrained`` / ``model_cfg`` arguments.
         k: the first block run from the cache.
     """
