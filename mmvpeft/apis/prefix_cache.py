@@ -28,7 +28,7 @@ from mmvpeft.datasets.transforms.prefix_loading import (LOADERS, PROCESSING, fra
                                                         transform_type, video_files)
 from mmvpeft.models.backbones.prefix_cache import (META_FILE, PrefixCacheError, check_meta,
                                                    require_prefix_start, text_key)
-from mmvpeft.utils.fileio import atomic_path, atomic_write
+from mmvpeft.utils.fileio import atomic_path, write_json_atomic
 
 # Transforms a video cache replaces (decoding, sampling, resizing, formatting) and the
 # tokenizers whose outputs the text cache covers (they stay in the pipeline).
@@ -83,11 +83,6 @@ def _save_npy(path: str, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
-def _save_json(path: str, value) -> None:
-    with atomic_write(path) as f:
-        json.dump(value, f)
-
-
 def _prepare_dir(path: str, meta: dict, overwrite: bool) -> None:
     """Create ``path`` with ``meta``; an existing cache must have exactly this meta."""
     meta_path = osp.join(path, META_FILE)
@@ -100,7 +95,7 @@ def _prepare_dir(path: str, meta: dict, overwrite: bool) -> None:
             shutil.rmtree(path)
     os.makedirs(path, exist_ok=True)
     if not osp.isfile(meta_path):
-        _save_json(meta_path, _plain(meta))
+        write_json_atomic(meta_path, _plain(meta), indent=None)
 
 
 def encode_video_grid(tower, video_transforms: Sequence[dict], info: dict,
@@ -267,7 +262,8 @@ def build_prefix_cache(cfg, out_dir: str, dtype: str = 'float16',
                     states, grid = encode_video_grid(vtower, video_tf, info, grid_fps,
                                                      frames_per_batch, device)
                     _save_npy(npy, states.astype(np_dtype))
-                    _save_json(meta_path, grid)  # last: its presence marks a finished video
+                    # last: its presence marks a finished video
+                    write_json_atomic(meta_path, grid, indent=None)
                     report['videos'] += 1
                     report['frames'] += len(states)
             if use_text and text_tf:

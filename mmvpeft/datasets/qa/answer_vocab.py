@@ -25,15 +25,8 @@ from collections import Counter
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from mmvpeft.evaluation.functional.qa_metrics import normalize_answer
-from mmvpeft.utils.fileio import atomic_write
+from mmvpeft.utils.fileio import write_json_atomic
 from .records import read_qa_records, require_str
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` through a temporary file, so a reader (another process building the
-    same vocabulary) never sees half a file."""
-    with atomic_write(path) as f:
-        f.write(text)
 
 
 def _sha256_file(path: str) -> str:
@@ -93,9 +86,8 @@ class AnswerVocab:
 
     def save(self, path: str) -> None:
         """Write the JSON file atomically, with the ``sha256`` digest of the answers."""
-        _write_text_atomic(path, json.dumps(dict(self.meta, answers=self.answers,
-                                                 counts=self.counts, sha256=self.digest.hex()),
-                                            indent=0))
+        write_json_atomic(path, dict(self.meta, answers=self.answers, counts=self.counts,
+                                     sha256=self.digest.hex()), indent=0)
 
     @classmethod
     def load(cls, path: str) -> 'AnswerVocab':
