@@ -65,6 +65,9 @@ def parse_args(argv=None):
     parser.add_argument('--config')
     parser.add_argument('--checkpoint', default='none')
     parser.add_argument('--device')
+    parser.add_argument('--allow-base-mismatch', action='store_true',
+                        help='load a checkpoint trained on another frozen base (a warning '
+                        'instead of an error)')
     parser.add_argument('--port', type=int, default=7860)
     parser.add_argument('--share', action='store_true')
     return parser.parse_args(argv)
@@ -72,7 +75,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    app = build_app(init_grounder(args.config, args.checkpoint, args.device))
+    app = build_app(init_grounder(args.config, args.checkpoint, args.device,
+                                  allow_base_mismatch=args.allow_base_mismatch))
     app.launch(server_port=args.port, share=args.share, allowed_paths=[tempfile.gettempdir()])
 
 
