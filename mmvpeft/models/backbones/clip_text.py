@@ -28,8 +28,8 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
     Args:
         model_name, pretrained, model_cfg, init_seed, frozen, peft, adapter, adapter_layers,
         prefix_cache, init_cfg: as in :class:`CLIPVisionBackbone` (with the same
-            ``model_cfg`` and ``init_seed``, the two towers are those of one CLIP model); READ runs its
-            recurrence over words, masked by ``text_mask``.
+            ``model_cfg`` and ``init_seed``, the two towers are those of one CLIP model);
+            READ runs its recurrence over words, masked by ``text_mask``.
     """
 
     def __init__(self,

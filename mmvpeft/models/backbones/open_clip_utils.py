@@ -10,6 +10,7 @@ from open_clip.model import CLIP
 
 from mmvpeft.utils.fingerprint import DEFAULT_INIT_SEED
 
+
 def _unknown_model_error(model_name: str) -> ValueError:
     names = open_clip.list_models()
     close = difflib.get_close_matches(model_name, names, n=5)
