@@ -48,8 +48,8 @@ _SEEDED_TYPES = ('CLIPVisionBackbone', 'CLIPTextBackbone')
 _DESCRIPTIVE = ('type', 'model_name', 'model_cfg_sha256', 'pretrained_tag', 'pretrained_sha256',
                 'init_seed', 'num_tensors', 'num_elements', 'dtypes')
 
-__all__ = ['DEFAULT_INIT_SEED', 'FINGERPRINT_KEY', 'FrozenBaseMismatchError', 'base_source', 'frozen_fingerprint',
-           'check_fingerprint', 'check_loaded_state']
+__all__ = ['DEFAULT_INIT_SEED', 'FINGERPRINT_KEY', 'FrozenBaseMismatchError', 'base_source',
+           'frozen_fingerprint', 'check_fingerprint', 'check_loaded_state']
 
 
 class FrozenBaseMismatchError(RuntimeError):
