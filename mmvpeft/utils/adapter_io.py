@@ -64,7 +64,8 @@ def _config_text(cfg) -> str:
     return cfg.pretty_text
 
 
-def save_adapter(model: nn.Module, path: str, cfg=None) -> str:
+def save_adapter(model: nn.Module, path: str, cfg=None,
+                 fingerprint: Optional[dict] = None) -> str:
     """Write the adapter-only safetensors file of ``model`` (atomically).
 
     Args:
@@ -72,6 +73,8 @@ def save_adapter(model: nn.Module, path: str, cfg=None) -> str:
         path: ``.safetensors`` output path; parent folders are created.
         cfg: the MMEngine ``Config`` (or its text) that builds the model; stored in the
             metadata so :func:`build_from_adapter` can rebuild it.
+        fingerprint: the model's ``frozen_fingerprint``, when the caller has it already
+            (it hashes every frozen weight); computed here otherwise.
 
     Returns:
         ``path``.
@@ -81,7 +84,8 @@ def save_adapter(model: nn.Module, path: str, cfg=None) -> str:
         raise ValueError(f'adapter path must end in .safetensors, got {path!r}')
     tensors = adapter_state_dict(model)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    fingerprint = frozen_fingerprint(model, getattr(model, 'base_sources', None))
+    if fingerprint is None:
+        fingerprint = frozen_fingerprint(model, getattr(model, 'base_sources', None))
     meta = {'mmvpeft_format': FORMAT, 'config': _config_text(cfg),
             'trainable': json.dumps(trainable),
             FINGERPRINT_KEY: json.dumps(fingerprint, sort_keys=True)}
