@@ -218,6 +218,8 @@ def _runtime(cfg: Config, config: str, work_dir: Optional[str], launcher: str, a
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if resume == 'auto':
+        from .runner import check_auto_resume
+        check_auto_resume(cfg.work_dir, config)  # an unreadable latest file: name the previous
         cfg.resume, cfg.load_from = True, None
     elif resume:
         check_checkpoint_file(resume, '--resume checkpoint')

@@ -152,8 +152,10 @@ def check_top_level_keys(cfg: Config, config: str) -> None:
                            f'default {close[0]}; rename a helper variable to start with "_")')
 
 
-# Top-level keys that mmvpeft reads itself, beside the Runner keys and the knobs.
-TOOL_KEYS = ('prefix_cache', 'scale_schedule', 'dump_metric')
+# Top-level keys read outside the Runner's constructor: by mmvpeft, and by Runner.train /
+# Runner.wrap_model (MMEngine 0.10.7), beside the Runner keys and the knobs.
+TOOL_KEYS = ('prefix_cache', 'scale_schedule', 'dump_metric', 'activation_checkpointing',
+             'efficient_conv_bn_eval', 'find_unused_parameters', 'sync_bn')
 
 
 def _fields(node, path: str = '') -> Iterator[Tuple[str, object]]:
