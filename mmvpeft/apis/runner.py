@@ -129,6 +129,28 @@ def _checkpoint_number(name: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+def _resume_command(config: str, work_dir: str, path: str) -> str:
+    """This run's ``tools/train.py`` command line with ``--resume PATH`` in place of an
+    automatic resume (a generic line when not run from ``tools/train.py``)."""
+    import shlex
+    import sys
+    argv = list(sys.argv)
+    if osp.basename(argv[0]) != 'train.py':
+        return shlex.join(['python', 'tools/train.py', config, '--work-dir', work_dir,
+                           '--resume', path]) + '   (with this run\'s other options)'
+    args, i = [], 1
+    while i < len(argv):
+        if argv[i] == '--resume':
+            if i + 1 < len(argv) and not argv[i + 1].startswith('-'):
+                i += 1  # its value (auto)
+        elif not argv[i].startswith('--resume='):
+            args.append(argv[i])
+        i += 1
+    if not any(a == '--work-dir' or a.startswith('--work-dir=') for a in args):
+        args += ['--work-dir', work_dir]
+    return shlex.join(['python', argv[0], *args, '--resume', path])
+
+
 def check_auto_resume(work_dir: str, config: str) -> Optional[str]:
     """The checkpoint ``--resume`` (auto) will load, checked before anything is built.
 
@@ -165,7 +187,7 @@ def check_auto_resume(work_dir: str, config: str) -> Optional[str]:
             except OSError:
                 continue
         offer = (f'The newest readable checkpoint there is {readable}; resume from it with\n'
-                 f'    python tools/train.py {config} --work-dir {work_dir} --resume {readable}'
+                 f'    {_resume_command(config, work_dir, readable)}'
                  if readable else f'No other readable epoch_N.pth / iter_N.pth is in {work_dir}'
                  '; start again without --resume (in another --work-dir, or after moving '
                  'the broken file away)')
