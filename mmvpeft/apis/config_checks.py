@@ -375,15 +375,17 @@ def parse_option_value(text: str):
     value = text.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in '\'"':
         return value[1:-1]
+    if (value[:1] in '([' or ',' in value) and (
+            value.count('(') != value.count(')') or value.count('[') != value.count(']')):
+        raise ValueError(f'unbalanced brackets in {text!r}')
     if value[:1] + value[-1:] in ('[]', '()'):
-        if value.count('(') != value.count(')') or value.count('[') != value.count(']'):
-            raise ValueError(f'unbalanced brackets in {text!r}')
         inner = value[1:-1]
         items = [parse_option_value(v) for v in _split_top_level(inner)] \
             if inner.strip() else []
         return tuple(items) if value[0] == '(' else items
-    if ',' in value:
-        return [parse_option_value(v) for v in _split_top_level(value)]
+    parts = _split_top_level(value) if ',' in value else [value]
+    if len(parts) > 1:
+        return [parse_option_value(v) for v in parts]
     for kind in (int, float):
         try:
             return kind(value)
