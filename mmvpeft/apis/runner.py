@@ -119,7 +119,8 @@ def claim_work_dir(cfg: Config, share: bool = False, what: str = 'this run') -> 
                   logger='current')
         yield
         return
-    with WorkDirLock(cfg.work_dir, what=what):
+    with WorkDirLock(cfg.work_dir, what=what,
+                     catch_sigterm=cfg.get('launcher', 'none') == 'none'):
         remove_stale_temp_files(cfg.work_dir)
         yield
 

@@ -84,14 +84,19 @@ class WorkDirLock:
     Args:
         work_dir: the run's output folder (created if missing).
         what: how the refusal names the tool (``tools/train.py``).
+        catch_sigterm: turn SIGTERM into ``SystemExit`` while held (so the lock and
+            temporary files go). Off for multi-process launches, where the exit path waits
+            at a barrier for ranks that the launcher is killing too; their lock is taken
+            over as stale by the next run.
 
     Example:
         >>> with WorkDirLock('work_dirs/read_demo'):
         ...     runner.train()
     """
 
-    def __init__(self, work_dir: str, what: str = 'this run'):
+    def __init__(self, work_dir: str, what: str = 'this run', catch_sigterm: bool = True):
         self.work_dir = work_dir
+        self.catch_sigterm = catch_sigterm
         self.path = osp.join(work_dir, LOCK_NAME)
         self.what = what
         self.record: Optional[dict] = None
@@ -125,7 +130,8 @@ class WorkDirLock:
                                         'reappearing; another run is starting here)')
         finally:
             os.remove(tmp)
-        self._catch_sigterm()
+        if self.catch_sigterm:
+            self._catch_sigterm()
         return self
 
     def _stale_or_refuse(self) -> None:
