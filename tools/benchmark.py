@@ -23,9 +23,10 @@ import importlib.util
 import os.path as osp
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from mmvpeft.apis.config_checks import CfgOptionsAction
 from mmvpeft.apis.benchmarking import benchmark_model
 
 
@@ -104,7 +105,7 @@ def parse_args(argv=None):
     parser.add_argument('--decode-video', metavar='VIDEO',
                         help='also time decoding VIDEO with the config\'s transforms '
                         '(num-clips clips) against loading its float16 prefix-cache file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
 

@@ -18,9 +18,10 @@ or crop, grid or start block is refused; a config whose methods touch block 0 (L
 everywhere, full fine-tuning, VPT-deep) cannot have one, and this tool says so.
 """
 import argparse
+import copy
 
-from mmengine.config import Config, DictAction
-
+from mmvpeft.apis.config_checks import (CfgOptionsAction, apply_knob_options, check_option_keys,
+                                         read_config)
 from mmvpeft.apis.prefix_cache import build_prefix_cache
 
 
@@ -38,15 +39,18 @@ def parse_args(argv=None):
     parser.add_argument('--overwrite', action='store_true',
                         help='replace a cache built with another key')
     parser.add_argument('--no-progress', action='store_true')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
+    cfg = read_config(args.config)  # knobs of a child config reach their fields
+    if args.cfg_options:  # as tools/train.py reads them: data_root=... moves the datasets
+        check_option_keys(cfg, args.cfg_options, args.config)
+        before = copy.deepcopy(cfg)
         cfg.merge_from_dict(args.cfg_options)
+        apply_knob_options(cfg, before, args.cfg_options)
     cfg.pop('prefix_cache', None)  # the cache is built from the decoding pipeline
     r = build_prefix_cache(cfg, args.cache_dir, dtype=args.dtype, loaders=args.loaders,
                            device=args.device, frames_per_batch=args.frames_per_batch,

@@ -16,6 +16,7 @@ import argparse
 import torch
 from mmengine.config import DictAction
 
+from mmvpeft.apis.config_checks import CfgOptionsAction
 from mmvpeft.apis.peft_compare import METHOD_PRESETS, compare_methods, format_table
 
 
@@ -32,7 +33,7 @@ def parse_args(argv=None):
     parser.add_argument('--work-dirs', nargs='+', action=DictAction, default=None,
                         help='METHOD=WORK_DIR pairs of finished runs')
     parser.add_argument('--metric', default=None, help='metric key read from the work dirs')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
 

@@ -12,8 +12,8 @@ summary) and ``DIR/low_resource.png`` (the plot).
 import argparse
 import os.path as osp
 
-from mmengine.config import DictAction
 
+from mmvpeft.apis.config_checks import CfgOptionsAction
 from mmvpeft.apis.low_resource import format_table, plot_summary, run_low_resource, summarize
 from mmvpeft.utils.fileio import write_json_atomic
 
@@ -25,7 +25,7 @@ def parse_args(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--metrics', nargs='+', default=['R1@0.5', 'mIoU'])
     parser.add_argument('--work-dir', help='default: work_dirs/low_resource_{config name}')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
 

@@ -3,11 +3,14 @@
     python tools/test.py CONFIG CHECKPOINT [--dump preds.jsonl] [--work-dir DIR]
                                            [--cfg-options k=v ...] [--launcher ...]
                                            [--allow-base-mismatch] [--allow-partial-load]
+                                           [--share-work-dir] [--cpu-threads N]
 """
 import argparse
 import os.path as osp
 
-from mmvpeft.apis import CfgOptionsAction, add_submission_dump, build_runner, destroy_distributed, load_config
+from mmvpeft.apis import (CfgOptionsAction, add_submission_dump, build_runner, claim_work_dir,
+                          configure_cpu_threads, destroy_distributed,
+                          load_config)
 
 
 def parse_args(argv=None):
@@ -29,6 +32,11 @@ def parse_args(argv=None):
                              'frozen weights than the model has (a warning, not an error)')
     parser.add_argument('--allow-partial-load', action='store_true',
                         help='load a checkpoint whose weights do not all match the model')
+    parser.add_argument('--share-work-dir', action='store_true',
+                        help='write into the work dir even if another run holds it (no lock)')
+    parser.add_argument('--cpu-threads', type=int, metavar='N',
+                        help='torch threads of the main process on CPU (default: chosen '
+                             'from the cores and loader workers, or OMP_NUM_THREADS)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
                         help=argparse.SUPPRESS)
@@ -45,8 +53,10 @@ def main(argv=None):
                       allow_partial_load=args.allow_partial_load)
     if args.dump:
         add_submission_dump(cfg, args.dump)
+    configure_cpu_threads(cfg, args.cpu_threads)
     try:
-        return build_runner(cfg).test()
+        with claim_work_dir(cfg, args.share_work_dir, 'tools/test.py'):
+            return build_runner(cfg).test()
     finally:
         destroy_distributed()
 

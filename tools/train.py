@@ -3,10 +3,13 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
                                  [--allow-base-mismatch] [--allow-partial-load]
+                                 [--share-work-dir] [--cpu-threads N]
 """
 import argparse
 
-from mmvpeft.apis import CfgOptionsAction, build_runner, destroy_distributed, load_config
+from mmvpeft.apis import (CfgOptionsAction, build_runner, claim_work_dir,
+                          configure_cpu_threads, destroy_distributed,
+                          load_config)
 
 
 def parse_args(argv=None):
@@ -25,6 +28,11 @@ def parse_args(argv=None):
                              'frozen weights than the model has (a warning, not an error)')
     parser.add_argument('--allow-partial-load', action='store_true',
                         help='load a checkpoint whose weights do not all match the model')
+    parser.add_argument('--share-work-dir', action='store_true',
+                        help='write into the work dir even if another run holds it (no lock)')
+    parser.add_argument('--cpu-threads', type=int, metavar='N',
+                        help='torch threads of the main process on CPU (default: chosen '
+                             'from the cores and loader workers, or OMP_NUM_THREADS)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
                         help=argparse.SUPPRESS)  # set by torch.distributed.launch
@@ -37,8 +45,10 @@ def main(argv=None):
                       args.resume, args.load_from,
                       allow_base_mismatch=args.allow_base_mismatch,
                       allow_partial_load=args.allow_partial_load)
+    configure_cpu_threads(cfg, args.cpu_threads)
     try:
-        build_runner(cfg).train()
+        with claim_work_dir(cfg, args.share_work_dir, 'tools/train.py'):
+            build_runner(cfg).train()
     finally:
         destroy_distributed()
 

@@ -34,8 +34,8 @@ from mmengine.logging import print_log
 
 from mmvpeft.utils.checkpoint import check_checkpoint_file
 from mmvpeft.utils.fileio import atomic_write
-from .config_checks import (apply_knob_options, check_hook_args, check_top_level_keys,
-                            read_config, scale_schedule_to_epochs)
+from .config_checks import (apply_knob_options, check_hook_args, check_option_keys,
+                            check_top_level_keys, read_config, scale_schedule_to_epochs)
 
 #: File name of the resolved config in the work dir.
 RESOLVED_CONFIG = 'resolved_config.py'
@@ -169,6 +169,7 @@ def resolve_config(config: str, work_dir: Optional[str] = None,
     record('knob', _snapshot(Config.fromfile(config)))
     # 2. Command-line overrides, then the knobs they set.
     if cfg_options:
+        check_option_keys(cfg, cfg_options, config)  # a key that no field reads is an error
         before = copy.deepcopy(cfg)
         step('--cfg-options', lambda: cfg.merge_from_dict(cfg_options))
         step('knob', lambda: apply_knob_options(cfg, before, cfg_options))
@@ -221,6 +222,8 @@ def _runtime(cfg: Config, config: str, work_dir: Optional[str], launcher: str, a
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if resume == 'auto':
+        from .runner import check_auto_resume
+        check_auto_resume(cfg.work_dir, config)  # an unreadable latest file: name the previous
         cfg.resume, cfg.load_from = True, None
     elif resume:
         check_checkpoint_file(resume, '--resume checkpoint')

@@ -152,6 +152,78 @@ def check_top_level_keys(cfg: Config, config: str) -> None:
                            f'default {close[0]}; rename a helper variable to start with "_")')
 
 
+# Top-level keys read outside the Runner's constructor: by mmvpeft, and by Runner.train /
+# Runner.wrap_model (MMEngine 0.10.7), beside the Runner keys and the knobs.
+TOOL_KEYS = ('prefix_cache', 'scale_schedule', 'dump_metric', 'activation_checkpointing',
+             'efficient_conv_bn_eval', 'find_unused_parameters', 'sync_bn')
+
+
+def _fields(node, path: str = '') -> Iterator[Tuple[str, object]]:
+    """(dotted path, value) of every field below the top level, depth first."""
+    items = node.items() if isinstance(node, dict) else (
+        enumerate(node) if isinstance(node, (list, tuple)) else ())
+    for k, v in items:
+        sub = f'{path}.{k}' if path else str(k)
+        yield sub, v
+        yield from _fields(v, sub)
+
+
+def check_option_keys(cfg: Config, cfg_options: dict, config: str) -> None:
+    """Refuse a ``--cfg-options`` key that no field reads.
+
+    A top-level key acts only if it is a Runner key, a knob (:data:`KNOBS`) or one of
+    :data:`TOOL_KEYS`. Any other top-level key is either new (``num_frames=1`` where the
+    config has no such variable) or a plain variable of the config file, whose value Python
+    already copied into the fields that used it when the file was read: setting it changes
+    nothing, so both are errors, like a misspelt key. Nested keys (``model.head.x``) are
+    left to the builders, which name unknown arguments.
+
+    Args:
+        cfg: the config before the options are merged.
+        cfg_options: the options, dotted key -> value.
+        config: the config file, for the message.
+
+    Raises:
+        KeyError: naming the option, the config file and the fields that could be meant.
+    """
+    plain = getattr(cfg, '_cfg_dict', cfg)
+    # Fields a Runner builds from (a helper variable's own copy is not one).
+    fields = [(p, v) for p, v in _fields(plain) if '.' in p and p.split('.')[0] in RUNNER_KEYS]
+    knobs = ', '.join(sorted(KNOBS))
+    for key in cfg_options:
+        top = key.split('.')[0]
+        if top in RUNNER_KEYS or top in TOOL_KEYS or (top in KNOBS and top in cfg):
+            continue
+        named = [p for p, _ in fields if p.rsplit('.', 1)[-1] == top]
+        if top in cfg:
+            value = cfg[top]
+            users = [p for p in named if _value_at(plain, p) == value]
+            if not users and isinstance(value, (dict, list, tuple, str)):
+                users = [p for p, v in fields if v == value]
+            hint = (f'; set the fields that hold its value instead: {", ".join(users[:4])}'
+                    if users else '')
+            raise KeyError(f'--cfg-options {key}: "{top}" is a variable of {config}, not a '
+                           'setting: its value was copied into the fields that use it when '
+                           'the file was read, so changing it here would change '
+                           f'nothing{hint} (top-level keys that act: the knobs {knobs} and '
+                           'the Runner\'s keys)')
+        what = ('a knob that this config does not use (it has no top-level variable of '
+                'that name)' if top in KNOBS else 'unknown key')
+        hint = f'; fields of that name: {", ".join(named[:4])}' if named else ''
+        close = difflib.get_close_matches(top, list(RUNNER_KEYS) + list(KNOBS), n=1,
+                                          cutoff=0.8)
+        hint += f'; did you mean "{close[0]}"?' if close and top not in KNOBS else ''
+        raise KeyError(f'--cfg-options {key}: no field of {config} reads a top-level '
+                       f'"{top}" ({what}; the knobs are {knobs}){hint}')
+
+
+def _value_at(plain: dict, path: str):
+    node = plain
+    for part in path.split('.'):
+        node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
+    return node
+
+
 def _hook_configs(cfg: Config) -> Iterator[Tuple[str, dict]]:
     for name, hook in (cfg.get('default_hooks') or {}).items():
         if isinstance(hook, dict):
@@ -265,15 +337,81 @@ def scale_schedule_to_epochs(cfg: Config) -> Optional[Tuple[float, int]]:
     return length, epochs
 
 
+def _split_top_level(text: str) -> List[str]:
+    """Split at commas outside brackets and quotes."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in '\'"':
+            quote = char
+        elif char in '([':
+            depth += 1
+        elif char in ')]':
+            depth -= 1
+        elif char == ',' and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def parse_option_value(text: str):
+    """One ``--cfg-options`` value, as MMEngine's ``DictAction`` reads it but keeping the
+    characters inside a value.
+
+    MMEngine removes every space of a value (``data_root=/x/v dir`` becomes ``/x/vdir``).
+    Here only the spaces around a value or list item go; a value in matching quotes
+    (``'a,b'``, which the shell passes on when quoted twice: ``"k='a,b'"``) is a string kept
+    exactly; ``[a, b]`` / ``(a, b)`` / ``a,b`` are lists / tuples as in MMEngine; ``1``,
+    ``1e-3``, ``true``, ``None`` are numbers, booleans and None.
+
+    Args:
+        text: the text after the first ``=``.
+
+    Returns:
+        str | int | float | bool | None | list | tuple.
+    """
+    value = text.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in '\'"':
+        return value[1:-1]
+    if (value[:1] in '([' or ',' in value) and (
+            value.count('(') != value.count(')') or value.count('[') != value.count(']')):
+        raise ValueError(f'unbalanced brackets in {text!r}')
+    if value[:1] + value[-1:] in ('[]', '()'):
+        inner = value[1:-1]
+        items = [parse_option_value(v) for v in _split_top_level(inner)] \
+            if inner.strip() else []
+        return tuple(items) if value[0] == '(' else items
+    parts = _split_top_level(value) if ',' in value else [value]
+    if len(parts) > 1:
+        return [parse_option_value(v) for v in parts]
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    if value.lower() in ('true', 'false'):
+        return value.lower() == 'true'
+    return None if value == 'None' else value
+
+
 class CfgOptionsAction(DictAction):
-    """MMEngine's ``DictAction`` that says which ``--cfg-options`` item is not
-    ``KEY=VALUE`` (MMEngine's own fails with "not enough values to unpack")."""
+    """``--cfg-options KEY=VALUE ...``: MMEngine's ``DictAction`` syntax, with values parsed by
+    :func:`parse_option_value` (spaces and non-ASCII characters inside a value are kept), and
+    an item that is not ``KEY=VALUE`` named (MMEngine's own fails with "not enough values to
+    unpack")."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        for kv in values:
-            key = kv.split('=', 1)[0]
+        options = copy.copy(getattr(namespace, self.dest, None) or {})
+        for kv in values or ():
+            key, _, val = kv.partition('=')
             if '=' not in kv or not key.strip():
                 parser.error(f'{option_string or "--cfg-options"}: {kv!r} is not KEY=VALUE '
                              '(e.g. train_cfg.max_epochs=5 or data_root=/data/tacos; '
                              'lists as key=[a,b])')
-        super().__call__(parser, namespace, values, option_string)
+            try:
+                options[key.strip()] = parse_option_value(val)
+            except ValueError as e:
+                parser.error(f'{option_string or "--cfg-options"}: {kv!r}: {e}')
+        setattr(namespace, self.dest, options)

@@ -12,8 +12,12 @@ import math
 import os
 import os.path as osp
 import re
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -674,3 +678,116 @@ def test_gt_window_inside_the_video_is_kept(video_16s):
     result = grounder.predict(video, 'a red circle', gt_windows=[[2, 6], [12, 16.5]])
     assert result['duration'] == pytest.approx(16.0)
     assert result['gt_windows'] == [[2.0, 6.0], [12.0, 16.0]]  # within a clip: cut to 16 s
+
+# ================================================================ i17-runner (issue 17)
+# One run per work dir, options as typed, checkpoints an interrupted run left.
+
+def _work_files(work):
+    """{name: sha256} of the work dir's top-level files, and its log folders."""
+    files = {n: hashlib.sha256(open(osp.join(work, n), 'rb').read()).hexdigest()
+             for n in os.listdir(work) if osp.isfile(osp.join(work, n))}
+    return files, sorted(n for n in os.listdir(work) if osp.isdir(osp.join(work, n)))
+
+
+def test_second_training_on_a_work_dir_in_use_is_refused_naming_the_holder(tmp_path):
+    from mmvpeft.utils.work_dir import LOCK_NAME
+    work, data = tmp_path / 'w', str(tmp_path / 'data')
+    train = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), DEMO, '--work-dir',
+             str(work)]
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    first = subprocess.Popen(train + _opts(data, epochs=10000, extra=(
+        'default_hooks.checkpoint.interval=10000', 'default_hooks.logger.interval=10000')),
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not ((work / LOCK_NAME).exists() and (work / 'resolved_config.py').exists()):
+            assert first.poll() is None and time.time() < deadline, 'first run did not start'
+            time.sleep(0.2)
+        before = _work_files(str(work))
+        second = subprocess.run(train + _opts(data, epochs=3), cwd=tmp_path, env=env,
+                                capture_output=True, text=True)
+        assert second.returncode != 0
+        assert f'is in use by another run: PID {first.pid} on host ' in second.stderr, \
+            second.stderr[-2000:]
+        assert '--share-work-dir' in second.stderr
+        after = _work_files(str(work))
+        # The first run's config, resolved config and log folder are as they were; the
+        # second made no log folder. (The lock is the first run's own.)
+        assert after == before and 'max_epochs=10000' in (work / 'grounding_demo.py').read_text()
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)  # released on SIGTERM too
+        rc = first.wait(timeout=60)
+    assert rc == 128 + signal.SIGTERM and not (work / LOCK_NAME).exists()
+
+
+def test_cfg_options_value_keeps_spaces_and_non_ascii_from_the_shell(tmp_path):
+    line = (f'{shlex.quote(sys.executable)} {shlex.quote(osp.join(REPO_ROOT, "tools", "test.py"))} '
+            f'{shlex.quote(DEMO)} none --work-dir w --cfg-options data_root="data/v dir ü" '
+            + ' '.join(f'{s}_dataloader.dataset.{o}' for s in ('val', 'test') for o in SMALL))
+    proc = subprocess.run(['bash', '-c', line], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / 'data' / 'v dir ü' / 'annotations_val.jsonl').is_file()
+    assert "data_root='data/v dir ü'" in (tmp_path / 'w' / 'resolved_config.py').read_text()
+
+
+def test_cfg_options_knob_that_no_field_reads_is_refused(tmp_path, load_tool):
+    with pytest.raises(KeyError, match=r'no field of .*read_demo\.py reads a top-level '
+                                       r'"num_frames" \(unknown key'):
+        load_tool('train').main([READ_DEMO, '--cfg-options', 'num_frames=1'])
+    with pytest.raises(KeyError, match=r'"image_size" is a variable of .*set the fields that '
+                                       r'hold its value instead: model\.video_backbone'):
+        load_tool('train').main([READ_DEMO, '--cfg-options', 'image_size=48'])
+    with pytest.raises(KeyError, match=r'"max_clips" \(a knob that this config does not use'):
+        load_tool('test').main([READ_DEMO, 'none', '--cfg-options', 'max_clips=8'])
+    assert not (tmp_path / 'work_dirs').exists()
+
+
+def test_auto_resume_from_a_truncated_latest_checkpoint_offers_the_previous(
+        trained, tmp_path, load_tool, monkeypatch):
+    work = tmp_path / 'w'
+    shutil.copytree(trained['work'], work)
+    latest = work / 'epoch_2.pth'
+    (work / 'last_checkpoint').write_text(str(latest))
+    latest.write_bytes(latest.read_bytes()[:4000])
+    argv = ['tools/train.py', DEMO, '--work-dir', str(work), '--resume',
+            *_opts(trained['data'], epochs=3)]
+    monkeypatch.setattr(sys, 'argv', argv)
+    before = _snapshot(work)
+    with pytest.raises(OSError) as e:
+        load_tool('train').main(argv[1:])
+    msg = str(e.value)
+    assert f'the latest checkpoint {latest} (named in {work / "last_checkpoint"}) cannot be ' \
+           'read' in msg and 'truncated' in msg, msg
+    offered = ' '.join(['python', *argv[:4], *_opts(trained['data'], epochs=3), '--resume',
+                        str(work / 'epoch_1.pth')])
+    assert offered in msg, msg
+    assert _snapshot(work) == before
+
+
+def test_resume_with_another_optimizer_names_both_and_stale_temp_files_go(tmp_path, load_tool,
+                                                                         capsys):
+    from mmvpeft.engine.hooks import OptimizerMismatchError
+    work, data = tmp_path / 'w', str(tmp_path / 'data')
+    sgd = ('optim_wrapper.optimizer.type=SGD', 'optim_wrapper.optimizer.momentum=0.9')
+    load_tool('train').main([DEMO, '--work-dir', str(work), *_opts(data, epochs=1, extra=sgd)])
+    assert torch.load(work / 'epoch_1.pth', weights_only=True)['meta']['optimizer_type'] == 'SGD'
+    # What a run killed during a checkpoint write leaves, beside files of the user's.
+    stale = work / '.epoch_2.pth.k2j4_x9a.part.pth'
+    stale.write_bytes(b'\0' * 1000)
+    (work / '.epoch_2.pth.notes').write_text('mine')
+    capsys.readouterr()
+    with pytest.raises(OptimizerMismatchError) as e:  # AdamW, the config's own
+        load_tool('train').main([DEMO, '--work-dir', str(work), '--resume',
+                                 *_opts(data, epochs=2)])
+    msg = str(e.value)
+    assert f'cannot resume {work / "epoch_1.pth"}' in msg and 'saved by SGD' in msg and \
+        'this run builds AdamW (optim_wrapper.optimizer.type)' in msg, msg
+    assert '--load-from' in msg
+    out = capsys.readouterr()
+    assert 'removed 1 temporary file(s) of an interrupted write: .epoch_2.pth.k2j4_x9a.part.pth' \
+        in out.out + out.err
+    assert not stale.exists() and (work / '.epoch_2.pth.notes').read_text() == 'mine'
+    assert not (work / 'run.lock').exists()
+# ================================================================ end i17-runner
