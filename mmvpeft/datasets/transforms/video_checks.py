@@ -171,7 +171,8 @@ def check_decode_memory(path: str, planned_frames: int, probe: Optional[Dict],
         raise VideoMemoryError(
             f'video {path}{ident} would need about {_size(need)} ({need:,} bytes) to decode '
             f'{planned_frames:,} frames of {probe["width"]}x{probe["height"]}, over the limit '
-            f'of {_size(limit)} ({int(limit):,} bytes: the loader\'s max_decode_bytes, default {DEFAULT_DECODE_FRACTION:g} of physical '
-            f'memory). Set {knob} in the video loader of the pipeline (e.g. --cfg-options '
-            f'{knob}=256) to sample fewer clips, or raise max_decode_bytes.')
+            f'of {_size(limit)} ({int(limit):,} bytes: the loader\'s max_decode_bytes, '
+            f'default {DEFAULT_DECODE_FRACTION:g} of physical memory). Set {knob} in the '
+            f'video loader of the pipeline (e.g. --cfg-options {knob}=256) to sample fewer '
+            'clips, or raise max_decode_bytes.')
     return need
