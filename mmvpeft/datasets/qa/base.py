@@ -26,7 +26,8 @@ from mmengine.logging import print_log
 
 from mmvpeft.evaluation.functional.qa_metrics import normalize_answer, question_type
 from mmvpeft.registry import DATASETS
-from ..base import AnnotationError, DataRootMixin, SkipCorruptMixin, VideoFilesMixin, join_root
+from ..base import (AnnotationError, DataRootMixin, SkipCorruptMixin, TextLengthMixin,
+                    VideoFilesMixin, join_root)
 from ..identity import IdTypes
 from ..low_resource import LowResourceMixin
 from .answer_vocab import AnswerVocab, build_answer_vocab
@@ -34,8 +35,8 @@ from .records import read_qa_records, require_str
 
 
 @DATASETS.register_module()
-class VideoQADataset(LowResourceMixin, VideoFilesMixin, DataRootMixin, SkipCorruptMixin,
-                     BaseDataset):
+class VideoQADataset(TextLengthMixin, LowResourceMixin, VideoFilesMixin, DataRootMixin,
+                     SkipCorruptMixin, BaseDataset):
     """Open-ended video QA; reads the generic JSON-lines layout (module docstring).
 
     ``data_root`` is the one location knob: ``ann_file``, ``video_dir``, ``frame_dir`` and

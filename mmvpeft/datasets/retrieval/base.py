@@ -28,7 +28,8 @@ from mmengine.dataset import BaseDataset
 
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.fileio import iter_jsonl
-from ..base import AnnotationError, DataRootMixin, SkipCorruptMixin, VideoFilesMixin, join_root
+from ..base import (AnnotationError, DataRootMixin, SkipCorruptMixin, TextLengthMixin,
+                    VideoFilesMixin, join_root)
 from ..identity import IdTypes
 from ..low_resource import LowResourceMixin
 
@@ -57,8 +58,8 @@ def check_captions(captions, where: str, vid) -> List[str]:
 
 
 @DATASETS.register_module()
-class VideoTextRetrievalDataset(LowResourceMixin, VideoFilesMixin, DataRootMixin, SkipCorruptMixin,
-                                BaseDataset):
+class VideoTextRetrievalDataset(TextLengthMixin, LowResourceMixin, VideoFilesMixin, DataRootMixin,
+                                SkipCorruptMixin, BaseDataset):
     """Text-video retrieval over a list of captioned videos; reads the generic JSON-lines
     layout (see the module docstring). Subclasses read other layouts.
 

@@ -13,17 +13,16 @@ class DataChecksHook(Hook):
     (:func:`mmvpeft.datasets.identity.check_split_overlap`). Never changes the run.
     """
 
-    def before_train(self, runner) -> None:
-        from mmengine.runner.base_loop import BaseLoop
-
+    def before_train(self, runner):
+        """Returns the warning's text (None when the splits share nothing)."""
         from mmvpeft.datasets.identity import check_split_overlap
         train = getattr(runner.train_dataloader, 'dataset', None)
-        val_loop = getattr(runner, '_val_loop', None)
-        if train is None or not isinstance(val_loop, BaseLoop):
-            return
-        val = getattr(val_loop.dataloader, 'dataset', None)
-        if val is None or val is train:
-            return
+        # A built validation loop (a dict while unbuilt, None without validation).
+        val = getattr(getattr(getattr(runner, '_val_loop', None), 'dataloader', None),
+                      'dataset', None)
+        if train is None or val is None or val is train:
+            return None
         msg = check_split_overlap(train, val, 'val', warn=False)  # into the run's log
         if msg:
             print_log(msg, logger='current', level=30)
+        return msg
