@@ -42,14 +42,33 @@ class VideoMemoryError(RuntimeError):
     """Decoding a video as configured would need more memory than the limit allows."""
 
 
+_PROBES: Dict[tuple, Optional[Dict[str, float]]] = {}  # (path, mtime, size) -> claim
+
+
 def probe_video(path: str) -> Optional[Dict[str, float]]:
-    """The container's claim about ``path``, from its header (nothing is decoded).
+    """The container's claim about ``path``, from its header (nothing is decoded). Kept per
+    file (path, modification time and size) for the process: a training run reads each
+    header once, not once per epoch.
 
     Returns:
         dict or None: ``frames`` (the container's frame count), ``fps``, ``width``,
         ``height`` and ``duration`` (``frames / fps``, None when the fps is not usable);
         None when OpenCV cannot open the file (the decoder then names the problem).
     """
+    try:
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key in _PROBES:
+        return _PROBES[key]
+    claim = _probe(path)
+    if key is not None:
+        _PROBES[key] = claim
+    return claim
+
+
+def _probe(path: str) -> Optional[Dict[str, float]]:
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():

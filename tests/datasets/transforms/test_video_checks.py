@@ -55,6 +55,7 @@ def scale_track_timescale(path, factor):
 @pytest.fixture(autouse=True)
 def _fresh_warning_memory(monkeypatch):
     monkeypatch.setattr(video_checks, '_TIMING_WARNED', set())
+    monkeypatch.setattr(video_checks, '_PROBES', {})
 
 
 def test_container_with_broken_frame_timing_warns_once_with_the_three_lengths(tmp_path):
