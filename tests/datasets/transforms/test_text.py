@@ -167,3 +167,14 @@ def test_texts_cut_at_the_context_warn_once_per_dataset_with_count_and_longest(t
                                  'x.jsonl')
     assert len(out) == 2 and '1 of 2 text(s) in "captions"' in out[0]
     assert '1 of 1 text(s) in "transcript"' in out[1] and 'max_chunks=2' in out[1]
+
+
+def test_token_counter_equals_encode():
+    from mmvpeft.datasets.transforms.text import token_counter
+    tok = open_clip.get_tokenizer('ViT-B-32')
+    count = token_counter(tok)
+    texts = ['A man opens the fridge.', '  two   spaces\tand a tab', 'Tom &amp; Jerry',
+             'café crème brûlée', 'pneumonoultramicroscopicsilicovolcanoconiosis!!',
+             "it's 10:30, isn't it?", 'UPPER lower MiXeD', 'x', '',
+             'emoji \U0001F600 here', 'line\nbreak']
+    assert [count(t) for t in texts] == [len(tok.encode(t)) for t in texts]
