@@ -188,7 +188,7 @@ class LoadVideoClips(_ClipLoaderMixin, BaseTransform):
         limit = (self.max_decode_bytes if self.max_decode_bytes is not None else
                  default_decode_limit())
         check_decode_memory(path, self.planned_frames(results, probe), probe, limit,
-                            sample_ident(results), self.decode_knob)
+                            sample_ident(results), self.decode_knob, type(self).__name__)
 
     def transform(self, results: Dict) -> Dict:
         import decord  # deferred: only this loader needs it

@@ -163,8 +163,8 @@ def estimate_decode_bytes(planned_frames: int, container_frames: int, width: int
 
 
 def check_decode_memory(path: str, planned_frames: int, probe: Optional[Dict],
-                        limit: Optional[float], ident: str = '', knob: str = 'max_clips'
-                        ) -> Optional[int]:
+                        limit: Optional[float], ident: str = '', knob: str = 'max_clips',
+                        loader: str = 'LoadVideoClips') -> Optional[int]:
     """Refuse, before decoding, a video whose decode would hold more than ``limit`` bytes.
 
     Args:
@@ -174,6 +174,7 @@ def check_decode_memory(path: str, planned_frames: int, probe: Optional[Dict],
         limit: bytes allowed; None or inf disables the check.
         ident: ``' (qid=..., vid=...)'`` of the item.
         knob: the loader argument that bounds ``planned_frames``.
+        loader: the loader's type name (named in the message).
 
     Returns:
         int or None: the estimate in bytes (None when it could not be made).
@@ -191,7 +192,8 @@ def check_decode_memory(path: str, planned_frames: int, probe: Optional[Dict],
             f'video {path}{ident} would need about {_size(need)} ({need:,} bytes) to decode '
             f'{planned_frames:,} frames of {probe["width"]}x{probe["height"]}, over the limit '
             f'of {_size(limit)} ({int(limit):,} bytes: the loader\'s max_decode_bytes, '
-            f'default {DEFAULT_DECODE_FRACTION:g} of physical memory). Set {knob} in the '
-            f'video loader of the pipeline (e.g. --cfg-options {knob}=256) to sample fewer '
-            'clips, or raise max_decode_bytes.')
+            f'default {DEFAULT_DECODE_FRACTION:g} of physical memory). Set {knob} of the '
+            f'pipeline\'s {loader} to sample fewer frames (a config with a top-level {knob} '
+            f'variable, e.g. configs/demo/read_demo.py, takes --cfg-options {knob}=256), '
+            'or raise max_decode_bytes.')
     return need
