@@ -8,7 +8,9 @@
 Each method (a preset of ``mmvpeft.apis.peft_compare.METHOD_PRESETS``) replaces the
 config's PEFT methods and runs on random inputs of the config's shape (``--num-clips``
 frames or clips per video), each in a fresh process. With finished work dirs the table
-adds their last logged ``--metric``. On a shared 2-core machine prefix
+adds their last logged ``--metric``. A method that does not fit the config's towers is
+skipped, and one that fails is reported, in its row (the others are measured and kept);
+``--out rows.json`` writes the rows too. On a shared 2-core machine prefix
 ``OMP_NUM_THREADS=1``: contended threads make timings swing.
 """
 import argparse
@@ -18,6 +20,7 @@ from mmengine.config import DictAction
 
 from mmvpeft.apis.config_checks import CfgOptionsAction
 from mmvpeft.apis.peft_compare import METHOD_PRESETS, compare_methods, format_table
+from mmvpeft.utils.fileio import write_json_atomic
 
 
 def parse_args(argv=None):
@@ -33,6 +36,9 @@ def parse_args(argv=None):
     parser.add_argument('--work-dirs', nargs='+', action=DictAction, default=None,
                         help='METHOD=WORK_DIR pairs of finished runs')
     parser.add_argument('--metric', default=None, help='metric key read from the work dirs')
+    parser.add_argument('--out', default=None,
+                        help='also write the rows (skipped and failed ones included) to this '
+                        '.json file')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
@@ -42,9 +48,13 @@ def main(argv=None):
     rows = compare_methods(args.config, args.methods, args.batch_size, args.num_clips,
                            args.num_words, args.steps, args.device, args.cfg_options,
                            args.work_dirs, args.metric)
-    print(f'config: {args.config} | {rows[0]["hardware"]} | batch {args.batch_size}, '
+    hardware = next((r['hardware'] for r in rows if 'hardware' in r), 'nothing measured')
+    print(f'config: {args.config} | {hardware} | batch {args.batch_size}, '
           f'{args.num_clips} frames, {args.steps} timed steps | torch {torch.__version__}')
     print(format_table(rows, args.metric if args.work_dirs else None))
+    if args.out:
+        write_json_atomic(args.out, dict(config=args.config, hardware=hardware, rows=rows))
+        print(f'wrote {args.out}')
     return rows
 
 

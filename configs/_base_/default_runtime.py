@@ -19,6 +19,8 @@ custom_hooks = [
     # Writes the trained parameters (adapters, head) + the config as adapter_*.safetensors
     # beside each checkpoint: the file to ship, load with mmvpeft.apis.init_grounder.
     dict(type='AdapterExportHook'),
+    # Warns when the validation split shares qids (or video + text) with the training split.
+    dict(type='DataChecksHook'),
 ]
 
 # dist_cfg backend: tools/train.py switches nccl to gloo on machines without CUDA.

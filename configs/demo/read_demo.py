@@ -8,6 +8,7 @@ _base_ = ['../_base_/models/tiny_clip.py', '../_base_/default_runtime.py',
 
 data_root = 'data/demo_read'
 clip_len = 1.0  # the synthetic events last 2-8 s
+max_clips = None  # the 16 s demo videos need none; set it (e.g. 256) for long videos
 image_size = {{_base_.image_size}}  # the tiny CLIP's input size
 # 64 px: decord mis-sizes mp4v frames whose width is not a multiple of 32 (48 px fails).
 generator = dict(num_videos=96, duration=16.0, fps=4, size=(64, 64), val_ratio=0.25)
@@ -32,7 +33,7 @@ model = dict(
 )
 
 pipeline = [
-    dict(type='LoadVideoClips', clip_len=clip_len, frames_per_clip=1),
+    dict(type='LoadVideoClips', clip_len=clip_len, frames_per_clip=1, max_clips=max_clips),
     dict(type='VideoResize', short_side=image_size),
     dict(type='VideoCenterCrop', size=image_size),
     dict(type='FormatVideo'),

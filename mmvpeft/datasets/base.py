@@ -8,6 +8,8 @@
   (mmaction2's ``data_prefix`` way).
 * :class:`VideoFilesMixin`: annotation-file checks and per-item video paths.
 * :class:`SkipCorruptMixin`: skipping undecodable videos in training, never in evaluation.
+* :class:`TextLengthMixin`: one warning per dataset when its texts are longer than the
+  pipeline's tokenizer keeps.
 """
 import os.path as osp
 from typing import Dict, Optional
@@ -102,3 +104,17 @@ class SkipCorruptMixin:
             print_log(f'skipping unreadable item {idx} ({self.ident_key}={ident}): {e}',
                       logger='current', level=30)
             return None  # BaseDataset.__getitem__ draws another index
+
+
+class TextLengthMixin:
+    """For a ``BaseDataset`` (first among the bases, so it sees the items that are used):
+    texts the pipeline's tokenizers will cut at their context length give one warning per
+    dataset with their count and the longest length in tokens
+    (:func:`mmvpeft.datasets.transforms.text.check_text_lengths`)."""
+
+    def filter_data(self):
+        from .transforms.text import check_text_lengths
+        data_list = super().filter_data()
+        check_text_lengths(data_list, getattr(self.pipeline, 'transforms', []),
+                           getattr(self, 'ann_file', None) or type(self).__name__)
+        return data_list

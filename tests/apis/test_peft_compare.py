@@ -70,3 +70,35 @@ def test_cli_measures_in_a_fresh_process_and_reads_work_dirs(tmp_path, load_tool
     assert rows[0]['metric'] == 37.5
     out = capsys.readouterr().out
     assert 'token_mixing | ' in out and '| 37.50' in out
+
+
+def test_a_preset_that_does_not_fit_is_skipped_and_a_failing_one_keeps_its_row(monkeypatch):
+    import mmvpeft.apis.peft_compare as pc
+    monkeypatch.setitem(pc.METHOD_PRESETS, 'broken', ([dict(type='NoSuchPEFT')], []))
+    rows = compare_methods(DEMO, ['read', 'broken', 'bitfit'], batch_size=2, num_clips=2,
+                           num_words=6, steps=1, isolate=False)
+    by = {r['method']: r for r in rows}
+    assert [r['method'] for r in rows] == ['read', 'broken', 'bitfit']
+    # read's layer -4 on the tiny 2-block towers: skipped before anything is built.
+    assert by['read']['skipped'] == ('READ layer(s) [-4, -3] are beyond the 2-block video '
+                                     'tower (valid -2..1)')
+    assert by['broken']['error'].startswith('KeyError: ') and 'NoSuchPEFT' in by['broken']['error']
+    assert by['bitfit']['trainable'] > 1  # measured after the failure
+    lines = format_table(rows).splitlines()
+    assert lines[0].endswith('| note') and len(lines) == 5
+    assert lines[2].startswith('read | - | - | - | - | skipped: READ layer(s) [-4, -3]')
+    assert lines[3].startswith('broken | - | - | - | - | failed: KeyError')
+    assert lines[4].startswith('bitfit | 2,') and lines[4].endswith('| ')
+
+
+def test_cli_writes_the_table_and_the_rows_file_with_skipped_presets(tmp_path, load_tool,
+                                                                     capsys):
+    out = tmp_path / 'rows.json'
+    rows = load_tool('compare_peft').main([DEMO, '--methods', 'read', 'token_mixing+read',
+                                           '--out', str(out)])
+    assert [r['method'] for r in rows] == ['read', 'token_mixing+read']
+    assert all('skipped' in r for r in rows)
+    printed = capsys.readouterr().out
+    assert 'read | - | - | - | - | skipped: READ layer(s) [-4, -3]' in printed
+    saved = json.loads(out.read_text())
+    assert saved['rows'] == rows and saved['config'] == DEMO

@@ -791,3 +791,91 @@ def test_resume_with_another_optimizer_names_both_and_stale_temp_files_go(tmp_pa
     assert not stale.exists() and (work / '.epoch_2.pth.notes').read_text() == 'mine'
     assert not (work / 'run.lock').exists()
 # ================================================================ end i17-runner
+
+# ================================================================ i17-data (issue 17: identity
+# of inputs, videos that lie, degenerate training, tools that keep what they measured)
+
+def test_qid_7_and_str_7_in_one_file_name_both_lines(tmp_path):
+    from mmvpeft.datasets import AnnotationError
+    records = _records()
+    records[3]['qid'] = '1'  # qid 1 is on line 2: both would load qid1.npz
+    root = _qvh_copy(tmp_path, records)
+    ann = osp.join(str(root), 'annotations', 'highlight_train_release.jsonl')
+    with pytest.raises(AnnotationError, match=re.escape(
+            f"{ann}:4: qid '1' (str) and qid 1 (int) at {ann}:2 are two different ids")):
+        _build_train_set(root)
+
+
+def test_train_and_val_sharing_qids_warn_with_count_and_examples(tmp_path):
+    from types import SimpleNamespace
+
+    from mmvpeft.apis import load_config
+    from mmvpeft.engine.hooks import DataChecksHook
+    from mmvpeft.registry import DATASETS
+    root = _qvh_copy(tmp_path, _records())  # the same 4 queries in every split file
+    cfg = load_config(QVH_FEATURES, cfg_options={'data_root': str(root)})
+    train, val = (DATASETS.build(cfg[f'{s}_dataloader'].dataset) for s in ('train', 'val'))
+    runner = SimpleNamespace(train_dataloader=SimpleNamespace(dataset=train),
+                             _val_loop=SimpleNamespace(dataloader=SimpleNamespace(dataset=val)))
+    msg = DataChecksHook().before_train(runner)
+    assert msg.startswith('the val split shares 4 qid(s) (e.g. 0, 1, 2) and 4 (vid, text) '
+                          "pair(s) (e.g. 'v0': 'query 0'")
+    assert 'highlight_train_release.jsonl' in msg and 'highlight_val_release.jsonl' in msg
+    assert 'DataChecksHook' in open(osp.join(REPO_ROOT, 'configs', '_base_',
+                                             'default_runtime.py')).read()
+
+
+def test_retrieval_with_batch_size_1_fails_at_the_first_step(tmp_path, load_tool):
+    config = osp.join(REPO_ROOT, 'configs', 'demo', 'retrieval_demo.py')
+    work = tmp_path / 'work'
+    opts = [f'data_root={tmp_path / "data"}', 'train_dataloader.batch_size=1',
+            'train_cfg.max_epochs=1', 'train_cfg.val_interval=100']
+    for split in ('train', 'val', 'test'):
+        opts += [f'{split}_dataloader.dataset.generator.num_train=2',
+                 f'{split}_dataloader.dataset.generator.num_val=2']
+    with pytest.raises(ValueError, match=r'contrastive batch of 1 item\(s\) holds 1 distinct'
+                                         r'.*train_dataloader\.batch_size'):
+        load_tool('train').main([config, '--work-dir', str(work), '--cfg-options', *opts])
+    assert _written(str(work)) == []
+
+
+def test_demo_tool_warns_on_a_lying_video_and_refuses_a_3_hour_one(tmp_path, load_tool,
+                                                                   monkeypatch):
+    import cv2
+    import struct
+    from mmvpeft.datasets.transforms import video_checks
+    from mmvpeft.datasets.transforms.video_checks import VideoMemoryError
+
+    def mp4(name, frames, size, stretch):
+        path = str(tmp_path / name)
+        w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), 4.0, size)
+        for i in range(frames):
+            w.write(np.full((size[1], size[0], 3), 9 * i % 256, np.uint8))
+        w.release()
+        data = bytearray(open(path, 'rb').read())
+        pos = data.find(b'stts')  # every frame lasts `stretch` times longer than it should
+        struct.pack_into('>I', data, pos + 16, struct.unpack_from('>I', data, pos + 16)[0]
+                         * stretch)
+        open(path, 'wb').write(bytes(data))
+        return path
+
+    demo = load_tool('demo')
+    lies = mp4('lies.mp4', 64, (64, 64), 64)  # 16 s whose sample table says 1024 s
+    with pytest.warns(UserWarning, match=re.escape(lies) + r'.*decoded 16\.00 s, container '
+                      r'1024\.00 s'):
+        demo.main([lies, 'a red circle moves up', '--config', READ_DEMO,
+                   '--out', str(tmp_path / 'a.png')])
+    assert osp.isfile(tmp_path / 'a.png')
+    # 8 HD frames claimed to last 3 hours: refused before decoding, naming the knob.
+    long = mp4('long.mp4', 8, (1280, 720), 5400)
+    monkeypatch.setattr(video_checks, 'physical_memory_bytes', lambda: 16 * 2**30)
+    with pytest.raises(VideoMemoryError, match=re.escape(long) + r'.*GiB.*bytes.*max_clips '
+                       r'of the pipeline\'s LoadVideoClips.*--cfg-options max_clips=256'):
+        demo.main([long, 'a red circle moves up', '--config', READ_DEMO,
+                   '--out', str(tmp_path / 'b.png')])
+    assert not osp.exists(tmp_path / 'b.png')
+    # The knob the message names lets it through (and the lying timing is still reported).
+    with pytest.warns(UserWarning, match=re.escape(long) + r'.*container 10800\.00 s'):
+        result = demo.main([long, 'a red circle moves up', '--config', READ_DEMO,
+                            '--out', str(tmp_path / 'b.png'), '--cfg-options', 'max_clips=16'])
+    assert len(result['saliency']) == 16 and osp.isfile(tmp_path / 'b.png')

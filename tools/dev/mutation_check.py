@@ -489,6 +489,40 @@ MUTATIONS: List[Mutation] = [
       'self.skipped = skipped_metrics(self.scorers)', 'self.skipped = {}',
       ('tests/evaluation/test_caption_metrics.py::test_metric_prints_what_was_skipped_and_'
        'why', )),
+    # ---- issue 17 (i17-data): identity of inputs, videos that lie, degenerate training
+    M('qid-7-and-str-7-accepted', 'mmvpeft/datasets/identity.py',
+      'if type(other) is not type(value):', 'if False:',
+      ('tests/datasets/test_identity.py::test_int_and_str_qid_in_one_moment_file_names_both_'
+       'lines', )),
+    M('split-overlap-untyped', 'mmvpeft/datasets/identity.py',
+      "qid = None if qid is None else (type(qid).__name__, qid)",
+      "qid = None if qid is None else ('int', str(qid))",
+      ('tests/datasets/test_identity.py::test_split_overlap_counts_typed_qids_and_vid_text_'
+       'pairs', )),
+    M('lying-container-unchecked', 'mmvpeft/datasets/transforms/video_checks.py',
+      'max(known) - min(known) <= tolerance', 'True',
+      ('tests/datasets/transforms/test_video_checks.py::test_container_with_broken_frame_'
+       'timing_warns_once_with_the_three_lengths', )),
+    M('absurd-fps-accepted', 'mmvpeft/datasets/transforms/video_checks.py',
+      'math.isfinite(fps) and 0 < fps <= MAX_FPS)', 'fps == fps or True)',
+      ('tests/datasets/transforms/test_video_checks.py::test_absurd_frame_rate_from_a_real_'
+       'file_is_an_error_naming_it', )),
+    M('decode-memory-unbounded', 'mmvpeft/datasets/transforms/video_checks.py',
+      'math.isfinite(limit) and need > limit:', 'math.isfinite(limit) and False:',
+      ('tests/datasets/transforms/test_video_checks.py::test_three_hour_video_is_refused_'
+       'before_decoding_naming_max_clips', )),
+    M('contrastive-batch-of-one-accepted', 'mmvpeft/models/losses/contrastive_loss.py',
+      '        if distinct >= 2:\n            return\n', '        return\n',
+      ('tests/models/losses/test_contrastive_loss.py::test_fewer_than_two_distinct_pairs_'
+       'fail_at_the_first_step', )),
+    M('cut-texts-silent', 'mmvpeft/datasets/transforms/text.py',
+      'cut = [text for text in texts if lengths[text] > limit]', 'cut = []',
+      ('tests/datasets/transforms/test_text.py::test_texts_cut_at_the_context_warn_once_per_'
+       'dataset_with_count_and_longest', )),
+    M('compare-peft-misfit-built', 'mmvpeft/apis/peft_compare.py',
+      '        reason = preset_misfit(base, name)\n', '        reason = None\n',
+      ('tests/apis/test_peft_compare.py::test_a_preset_that_does_not_fit_is_skipped_and_a_'
+       'failing_one_keeps_its_row', )),
 ]
 
 

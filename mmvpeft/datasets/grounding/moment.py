@@ -14,7 +14,8 @@ from mmengine.dataset import BaseDataset
 
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.fileio import iter_jsonl
-from ..base import AnnotationError, DataRootMixin, SkipCorruptMixin, join_root
+from ..base import (AnnotationError, DataRootMixin, SkipCorruptMixin, TextLengthMixin,
+                    join_root)
 from ..low_resource import LowResourceMixin
 from .validation import check_feature_files, check_moment_record, window_warning
 
@@ -52,8 +53,8 @@ def clip_windows(windows: Sequence[Sequence[float]], duration: float):
 
 
 @DATASETS.register_module()
-class MomentRetrievalDataset(LowResourceMixin, DataRootMixin, SkipCorruptMixin,
-                             BaseDataset):
+class MomentRetrievalDataset(TextLengthMixin, LowResourceMixin, DataRootMixin,
+                             SkipCorruptMixin, BaseDataset):
     """Temporal language grounding over JSON-lines moment annotations.
 
     Args:

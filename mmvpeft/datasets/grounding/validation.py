@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..base import join_root
+from ..identity import IdTypes
 
 
 def _fail(error, ann_file, lineno, qid, what):
@@ -42,12 +43,21 @@ def check_duration(record: dict, ann_file: str, lineno: int, error) -> float:
     return float(duration)
 
 
+_ID_TYPES = object()  # the key of ``seen`` holding the file's IdTypes (never a qid)
+
+
 def check_unique_qid(record: dict, ann_file: str, lineno: int, seen: Dict, error) -> None:
     """A qid may appear once per file (a duplicate would be reported after inference as a
-    duplicate prediction); ``seen`` maps qid -> first line."""
+    duplicate prediction); ``seen`` maps qid -> first line. qids keep their annotation type:
+    ``7`` and ``"7"`` in one file are an error naming both lines (they would share
+    ``qid7.npz``)."""
     qid = record.get('qid')
     if qid in seen:
         _fail(error, ann_file, lineno, qid, f'duplicate qid, first on line {seen[qid]}')
+    types = seen.get(_ID_TYPES)
+    if types is None:
+        types = seen[_ID_TYPES] = IdTypes(ann_file, 'qid')
+    types.check(qid, f'{ann_file}:{lineno}')
     seen[qid] = lineno
 
 

@@ -26,15 +26,17 @@ from mmengine.logging import print_log
 
 from mmvpeft.evaluation.functional.qa_metrics import normalize_answer, question_type
 from mmvpeft.registry import DATASETS
-from ..base import AnnotationError, DataRootMixin, SkipCorruptMixin, VideoFilesMixin, join_root
+from ..base import (AnnotationError, DataRootMixin, SkipCorruptMixin, TextLengthMixin,
+                    VideoFilesMixin, join_root)
+from ..identity import IdTypes
 from ..low_resource import LowResourceMixin
 from .answer_vocab import AnswerVocab, build_answer_vocab
 from .records import read_qa_records, require_str
 
 
 @DATASETS.register_module()
-class VideoQADataset(LowResourceMixin, VideoFilesMixin, DataRootMixin, SkipCorruptMixin,
-                     BaseDataset):
+class VideoQADataset(TextLengthMixin, LowResourceMixin, VideoFilesMixin, DataRootMixin,
+                     SkipCorruptMixin, BaseDataset):
     """Open-ended video QA; reads the generic JSON-lines layout (module docstring).
 
     ``data_root`` is the one location knob: ``ann_file``, ``video_dir``, ``frame_dir`` and
@@ -140,13 +142,16 @@ class VideoQADataset(LowResourceMixin, VideoFilesMixin, DataRootMixin, SkipCorru
         if not questions:
             raise AnnotationError(f'{type(self).__name__}: no question in {self.ann_file}')
         seen, missing, data_list, dropped = {}, {}, [], 0
+        id_types = IdTypes(self.ann_file, 'qid')
         for q in questions:
             where, qid = q['where'], q['qid']
             ident = f' (qid={qid!r}, vid={q["vid"]!r})'
-            if str(qid) in seen:
+            # Typed: 7 and "7" are not duplicates but an error of their own (IdTypes).
+            if (type(qid), qid) in seen:
                 raise AnnotationError(f'{where}: duplicate qid {qid!r} (first at '
-                                      f'{seen[str(qid)]})')
-            seen[str(qid)] = where
+                                      f'{seen[type(qid), qid]})')
+            id_types.check(qid, where)
+            seen[type(qid), qid] = where
             question = require_str(q, 'question', where, ident)
             answer = normalize_answer(require_str(q, 'answer', where, ident))
             if not answer:

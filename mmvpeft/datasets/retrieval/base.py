@@ -28,7 +28,9 @@ from mmengine.dataset import BaseDataset
 
 from mmvpeft.registry import DATASETS
 from mmvpeft.utils.fileio import iter_jsonl
-from ..base import AnnotationError, DataRootMixin, SkipCorruptMixin, VideoFilesMixin, join_root
+from ..base import (AnnotationError, DataRootMixin, SkipCorruptMixin, TextLengthMixin,
+                    VideoFilesMixin, join_root)
+from ..identity import IdTypes
 from ..low_resource import LowResourceMixin
 
 
@@ -56,8 +58,8 @@ def check_captions(captions, where: str, vid) -> List[str]:
 
 
 @DATASETS.register_module()
-class VideoTextRetrievalDataset(LowResourceMixin, VideoFilesMixin, DataRootMixin, SkipCorruptMixin,
-                                BaseDataset):
+class VideoTextRetrievalDataset(TextLengthMixin, LowResourceMixin, VideoFilesMixin, DataRootMixin,
+                                SkipCorruptMixin, BaseDataset):
     """Text-video retrieval over a list of captioned videos; reads the generic JSON-lines
     layout (see the module docstring). Subclasses read other layouts.
 
@@ -128,7 +130,7 @@ class VideoTextRetrievalDataset(LowResourceMixin, VideoFilesMixin, DataRootMixin
         Subclasses override this for their layout; this one reads the generic JSON lines.
         """
         ann_file = self._require_file(self.ann_file, 'ann_file')
-        videos = []
+        videos, id_types = [], IdTypes(ann_file, 'vid')
         for lineno, record in iter_jsonl(ann_file, AnnotationError):
             where = f'{ann_file}:{lineno}'
             if not isinstance(record, dict):
@@ -138,6 +140,7 @@ class VideoTextRetrievalDataset(LowResourceMixin, VideoFilesMixin, DataRootMixin
             if not isinstance(vid, (str, int)) or isinstance(vid, bool) or vid == '':
                 raise AnnotationError(f'{where}: field "vid" must be a non-empty str, got '
                                       f'{vid!r}')
+            id_types.check(vid, where)  # 7 and "7" would share one video file
             if 'captions' not in record:
                 raise AnnotationError(f'{where}: missing field "captions" (vid={vid!r})')
             info = dict(vid=str(vid), captions=check_captions(record['captions'], where, vid),

@@ -41,8 +41,10 @@ from ..base import resolve_item_path
 from .processing import (SAMPLINGS, SHORT_VIDEO, sample_clip_frame_inds, sample_ident,
                          sample_segment_frame_inds, uniform_subsample)
 
-class VideoReadError(RuntimeError):
-    """A video (or an extracted frame) exists but cannot be opened or decoded."""
+# VideoReadError lives with the timing and size checks; it is imported from here as before.
+from .video_checks import (VideoMemoryError, VideoReadError, VideoTimingError,  # noqa: F401
+                           check_decode_memory, check_frame_rate, check_video_timing,
+                           default_decode_limit, probe_video)
 
 
 # A valid 1x1 RGB PNG, to tell a corrupt frame file from a broken PNG codec.
@@ -77,15 +79,16 @@ class _ClipLoaderMixin:
         self.max_clips = max_clips
 
     def _plan(self, results: Dict, num_frames: int, fps: float,
-              source: str) -> np.ndarray:
-        """Sample frame indices and write the time-axis keys into ``results``."""
+              source: str, warn_short: bool = True) -> np.ndarray:
+        """Sample frame indices and write the time-axis keys into ``results``
+        (``warn_short=False``: the caller has compared the lengths itself)."""
         video_duration = num_frames / fps
         duration = results.get('duration')
         duration = video_duration if duration is None else float(duration)
         # Less than one clip short is normal rounding between annotation and
         # container; more means a truncated download or wrong annotation, and the
         # tail clips become copies of the last frame.
-        if duration - video_duration > self.clip_len:
+        if warn_short and duration - video_duration > self.clip_len:
             warnings.warn(
                 f'{source}{sample_ident(results)} lasts {video_duration:.2f}s but '
                 f'the annotation says {duration:.2f}s; clips past the end repeat '
@@ -135,20 +138,57 @@ class LoadVideoClips(_ClipLoaderMixin, BaseTransform):
             resampled into exactly ``max_clips`` clips of
             ``clip_len_eff = duration / max_clips`` seconds.
         num_threads: decord decoding threads.
+        max_decode_bytes: Refuse (before decoding) a video whose frames would take more
+            bytes than this (estimated from the container's frame count and frame size,
+            :mod:`.video_checks`); None: a quarter of physical memory; ``float('inf')``:
+            no limit.
+
+    Timing: the decoded length (decord's frames / fps), the container's claim and the
+    annotation's ``duration`` differing by more than one clip give one warning per file
+    naming the three; a zero, negative, NaN or absurd (> 1000) fps is an error.
 
     Raises:
         FileNotFoundError: ``video_path`` does not exist.
         VideoReadError: decord cannot open or decode the file, or it has no
-            frames / no valid fps.
+            frames / no valid fps (``VideoTimingError``).
+        VideoMemoryError: the decode would exceed ``max_decode_bytes``.
     """
 
     def __init__(self,
                  clip_len: float = 2.0,
                  frames_per_clip: int = 1,
                  max_clips: Optional[int] = None,
-                 num_threads: int = 1) -> None:
+                 num_threads: int = 1,
+                 max_decode_bytes: Optional[float] = None) -> None:
         self._init_clips(clip_len, frames_per_clip, max_clips)
         self.num_threads = int(num_threads)
+        if max_decode_bytes is not None and not max_decode_bytes > 0:
+            raise ValueError(f'max_decode_bytes must be > 0 or None, got {max_decode_bytes}')
+        self.max_decode_bytes = max_decode_bytes
+
+    decode_knob = 'max_clips'  # named when a video is refused as too large
+
+    def planned_frames(self, results: Dict, probe: Dict) -> int:
+        """Frames the plan will sample for this video: clips (bounded by ``max_clips``) x
+        frames per clip, over the annotation's duration or the container's."""
+        duration = results.get('duration') or probe['duration'] or 0.0
+        clips = max(1, math.ceil(float(duration) / self.clip_len))
+        if self.max_clips is not None:
+            clips = min(clips, self.max_clips)
+        return clips * self.frames_per_clip
+
+    def timing_tolerance(self, seconds: float) -> float:
+        """Seconds two length figures may differ by: one clip."""
+        return self.clip_len
+
+    def check_memory(self, results: Dict, path: str, probe: Optional[Dict]) -> None:
+        """The one memory check before decoding (a streaming reader skips it)."""
+        if probe is None:
+            return
+        limit = (self.max_decode_bytes if self.max_decode_bytes is not None else
+                 default_decode_limit())
+        check_decode_memory(path, self.planned_frames(results, probe), probe, limit,
+                            sample_ident(results), self.decode_knob, type(self).__name__)
 
     def transform(self, results: Dict) -> Dict:
         import decord  # deferred: only this loader needs it
@@ -157,17 +197,26 @@ class LoadVideoClips(_ClipLoaderMixin, BaseTransform):
         ident = sample_ident(results)
         if not osp.isfile(path):
             raise FileNotFoundError(f'video file not found: {path}{ident}')
+        probe = probe_video(path)  # the container's header: nothing decoded yet
+        self.check_memory(results, path, probe)
         try:
             vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=self.num_threads)
             num_frames, fps = len(vr), float(vr.get_avg_fps())
         except Exception as e:  # decord raises RuntimeError or DECORDError
             raise VideoReadError(
                 f'cannot open video {path}{ident}: {_short_reason(e)}') from e
-        if num_frames <= 0 or not math.isfinite(fps) or fps <= 0:
+        if num_frames <= 0:
             raise VideoReadError(
                 f'cannot read video {path}{ident}: {num_frames} frames at fps={fps}')
+        check_frame_rate(fps, path, ident)
+        claimed = probe['duration'] if probe else None
+        detail = f' (decoded {num_frames} frames at {fps:g} fps' + (
+            f'; container {probe["frames"]} frames at {probe["fps"]:g} fps)' if probe else ')')
+        check_video_timing(path, num_frames / fps, claimed, results.get('duration'),
+                           self.timing_tolerance(max(num_frames / fps, claimed or 0)), ident,
+                           detail)
 
-        frame_inds = self._plan(results, num_frames, fps, f'video {path}')
+        frame_inds = self._plan(results, num_frames, fps, f'video {path}', warn_short=False)
         # Decode each distinct frame once, in order, in a single call; clamped
         # padding and overlapping sub-segments produce duplicates.
         uniq, inverse = np.unique(frame_inds, return_inverse=True)
@@ -313,7 +362,8 @@ class _SegmentSamplerMixin:
         self.short_video = short_video
         self.max_duration = max_duration
 
-    def _plan(self, results: Dict, num_frames: int, fps: float, source: str) -> np.ndarray:
+    def _plan(self, results: Dict, num_frames: int, fps: float, source: str,
+              warn_short: bool = True) -> np.ndarray:
         """Called by the parent loader's ``transform``; returns ``(T, 1)`` indices."""
         n = num_frames
         if self.max_duration is not None:
@@ -368,9 +418,19 @@ class LoadVideoFrames(_SegmentSamplerMixin, LoadVideoClips):
                  sampling: str = 'uniform',
                  short_video: str = 'repeat',
                  max_duration: Optional[float] = None,
-                 num_threads: int = 1) -> None:
-        super().__init__(num_threads=num_threads)
+                 num_threads: int = 1,
+                 max_decode_bytes: Optional[float] = None) -> None:
+        super().__init__(num_threads=num_threads, max_decode_bytes=max_decode_bytes)
         self._init_segments(num_frames, sampling, short_video, max_duration)
+
+    decode_knob = 'num_frames'
+
+    def planned_frames(self, results: Dict, probe: Dict) -> int:
+        return self.num_frames
+
+    def timing_tolerance(self, seconds: float) -> float:
+        """One sampled segment of the video."""
+        return seconds / self.num_frames
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self._segment_repr()}, '

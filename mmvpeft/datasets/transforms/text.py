@@ -7,11 +7,14 @@ The contract's text is token ids plus a mask (see :mod:`.formatting`):
 - :class:`CLIPTokenizeChunks`: a text of any length (a transcript, a question) ->
   ``context_tokens (C, L)`` / ``context_mask (C, L)``, ``C`` chunks that each fit the CLIP
   text tower.
+- :func:`check_text_lengths`: run by every dataset when it is built; texts the pipeline's
+  tokenizers will cut give one warning per dataset with their count and the longest length.
 
 Both use open_clip's tokenizer; the CLIP BPE vocabulary ships with open_clip, so they work
 offline.
 """
-from typing import Optional
+import warnings
+from typing import Iterable, List, Optional
 
 import numpy as np
 import open_clip
@@ -156,3 +159,83 @@ def _describe(value) -> str:
 def _ident(results: dict) -> str:
     parts = [f'{k}={results[k]!r}' for k in ('qid', 'vid') if results.get(k) is not None]
     return f' ({", ".join(parts)})' if parts else ''
+
+
+def _texts(data_list: Iterable[dict], key: str) -> List[str]:
+    out = []
+    for info in data_list:
+        value = info.get(key)
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out += [v for v in value if isinstance(v, str)]
+    return out
+
+
+def token_counter(tokenizer):
+    """A function ``text -> number of BPE tokens`` (SOT/EOT not counted) for an open_clip
+    tokenizer, None when it cannot encode a single text.
+
+    For the CLIP tokenizer the count skips ftfy and HTML unescaping on printable ASCII text
+    without ``&``, where they change nothing and cost about half of ``encode``; other texts
+    go through ``encode``. Both give ``len(tokenizer.encode(text))`` (tested).
+    """
+    encode = getattr(tokenizer, 'encode', None)
+    if encode is None:
+        return None
+    pat, bpe, byte_encoder = (getattr(tokenizer, k, None) for k in ('pat', 'bpe',
+                                                                     'byte_encoder'))
+    clean = getattr(getattr(tokenizer, 'clean_fn', None), '__name__', '')
+    if clean != '_clean_lower' or pat is None or bpe is None or byte_encoder is None:
+        return lambda text: len(encode(text))
+
+    def count(text: str) -> int:
+        if not (text.isascii() and text.isprintable() and '&' not in text):
+            return len(encode(text))
+        return sum(len(bpe(''.join(byte_encoder[b] for b in piece.encode('utf-8'))).split(' '))
+                   for piece in pat.findall(' '.join(text.split()).lower()))
+
+    return count
+
+
+def check_text_lengths(data_list: List[dict], transforms, where: str) -> List[str]:
+    """Warn once per tokenizer of the pipeline when texts of ``data_list`` are longer than
+    it keeps: ``CLIPTokenize`` cuts at ``context_length`` tokens (SOT and EOT included),
+    ``CLIPTokenizeChunks`` at ``max_chunks`` chunks.
+
+    Args:
+        data_list: the dataset's items (the tokenizer's ``key`` holds a str or a list).
+        transforms: the dataset's built pipeline transforms.
+        where: the annotation file (named in the warning).
+
+    Returns:
+        list: the warnings' texts (empty when nothing is cut).
+    """
+    messages = []
+    for t in transforms:
+        if isinstance(t, CLIPTokenize):
+            key, tokenizer, limit = t.key, t.tokenizer, t.context_length
+            knob = f'context_length={limit} of CLIPTokenize(key={key!r})'
+        elif isinstance(t, CLIPTokenizeChunks) and t.max_chunks is not None:
+            key, tokenizer = t.key, t.tokenizer
+            limit = t.max_chunks * (t.context_length - 2) + 2
+            knob = (f'max_chunks={t.max_chunks} x {t.context_length - 2} tokens of '
+                    f'CLIPTokenizeChunks(key={key!r})')
+        else:
+            continue
+        count = token_counter(tokenizer)
+        texts = _texts(data_list, key)
+        if count is None or not texts:
+            continue
+        lengths = {text: count(text) + 2 for text in set(texts)}  # + SOT, EOT
+        cut = [text for text in texts if lengths[text] > limit]
+        if not cut:
+            continue
+        longest = max(cut, key=lengths.get)
+        msg = (f'{where}: {len(cut)} of {len(texts)} text(s) in "{key}" are longer than '
+               f'the {limit} tokens the pipeline keeps ({knob}) and are cut; the longest is '
+               f'{lengths[longest]} tokens ({longest[:60]!r}). Raise the limit (up to the '
+               "text tower's context) or shorten the texts.")
+        warnings.warn(msg, stacklevel=2)
+        messages.append(msg)
+    return messages

@@ -1,4 +1,5 @@
 """Symmetric InfoNCE (CLIP) loss for text-video retrieval, optionally over all ranks."""
+import warnings
 from typing import Optional
 
 import torch
@@ -39,6 +40,11 @@ class SymmetricInfoNCELoss(nn.Module):
     caption; never Python's ``hash`` of a str, which differs between processes): every
     off-diagonal logit between equal ids is removed from both softmaxes.
 
+    Degenerate batches: with fewer than two distinct pairs (batch size 1, or every item the
+    same video) there is no negative and the loss is exactly 0. On the first call that is a
+    ``ValueError`` naming the batch size and ``train_dataloader.batch_size``; later (a last,
+    short batch of an epoch) it is one warning.
+
     Args:
         loss_weight: Multiplier of the returned loss.
         gather: Use the negatives of all ranks when distributed.
@@ -48,6 +54,27 @@ class SymmetricInfoNCELoss(nn.Module):
         super().__init__()
         self.loss_weight = float(loss_weight)
         self.gather = bool(gather)
+        self._calls = 0  # the first call refuses a degenerate batch, later ones warn once
+        self._warned = False
+
+    def _check_pairs(self, batch: int, pair_ids: Optional[torch.Tensor]) -> None:
+        """Fewer than two distinct pairs in the (global) batch: no negative, loss 0."""
+        self._calls += 1
+        distinct = batch if pair_ids is None else int(torch.unique(pair_ids).numel())
+        if distinct >= 2:
+            return
+        world = dist_world_size() if self.gather else 1
+        size = f'{batch} item(s)' + (f' over {world} processes' if world > 1 else '')
+        msg = (f'contrastive batch of {size} holds {distinct} distinct (video, caption) '
+               'pair(s): with fewer than two there is no negative, so loss_contrastive is 0 '
+               'and nothing is learned. Set train_dataloader.batch_size to 2 or more (e.g. '
+               '--cfg-options train_dataloader.batch_size=8) and train on at least two '
+               'different videos.')
+        if self._calls == 1:
+            raise ValueError(msg)
+        if not self._warned:
+            self._warned = True
+            warnings.warn(msg + ' (a later batch; this loss step is 0)')
 
     def forward(self, video_embed: torch.Tensor, text_embed: torch.Tensor,
                 logit_scale: torch.Tensor,
@@ -78,6 +105,7 @@ class SymmetricInfoNCELoss(nn.Module):
             text_embed = all_gather_with_grad(text_embed)
             if pair_ids is not None:
                 pair_ids = all_gather_with_grad(pair_ids)  # integers: no gradient
+        self._check_pairs(video_embed.shape[0], pair_ids)
         logits = logit_scale * video_embed @ text_embed.T
         labels = torch.arange(logits.shape[0], device=logits.device)
         if pair_ids is not None:

@@ -131,3 +131,50 @@ def test_chunks_short_question_is_one_chunk_and_errors():
     with pytest.raises(KeyError, match='question.*v3'):
         CLIPTokenizeChunks(key='question')(dict(question='  ', vid='v3'))
     assert "key='question'" in repr(CLIPTokenizeChunks(key='question'))
+
+
+def test_texts_cut_at_the_context_warn_once_per_dataset_with_count_and_longest(tmp_path):
+    import json
+    import re
+    import warnings
+
+    from mmvpeft.datasets.grounding import MomentRetrievalDataset
+    from mmvpeft.datasets.transforms.text import check_text_lengths
+    long = 'a man in a red coat walks his dog along the river at night in the rain'
+    records = [dict(qid=i, vid='v', query=q, duration=10.0, relevant_windows=[[1, 2]])
+               for i, q in enumerate(['a dog runs', long, long + ' again', 'a cat'])]
+    ann = tmp_path / 'ann.jsonl'
+    ann.write_text(''.join(json.dumps(r) + '\n' for r in records))
+    n_long = len(open_clip.get_tokenizer('ViT-B-32').encode(long + ' again')) + 2
+    pipeline = [CLIPTokenize(context_length=16)]
+    with pytest.warns(UserWarning) as rec:
+        MomentRetrievalDataset(ann_file=str(ann), pipeline=pipeline)
+    msgs = [str(r.message) for r in rec if 'are cut' in str(r.message)]
+    assert len(msgs) == 1
+    assert re.match(re.escape(f'{ann}: 2 of 4 text(s) in "query" are longer than the 16 '
+                              'tokens'), msgs[0])
+    assert f'the longest is {n_long} tokens' in msgs[0] and 'context_length=16' in msgs[0]
+    # A context that holds every text: quiet.
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        MomentRetrievalDataset(ann_file=str(ann), pipeline=[CLIPTokenize()])
+    # Caption lists and chunked texts with max_chunks are counted too.
+    items = [dict(captions=['short one', long]), dict(transcript=long * 3)]
+    with pytest.warns(UserWarning) as rec:
+        out = check_text_lengths(items, [CLIPTokenize(key='captions', multi=True,
+                                                      context_length=8),
+                                         CLIPTokenizeChunks(context_length=8, max_chunks=2)],
+                                 'x.jsonl')
+    assert len(out) == 2 and '1 of 2 text(s) in "captions"' in out[0]
+    assert '1 of 1 text(s) in "transcript"' in out[1] and 'max_chunks=2' in out[1]
+
+
+def test_token_counter_equals_encode():
+    from mmvpeft.datasets.transforms.text import token_counter
+    tok = open_clip.get_tokenizer('ViT-B-32')
+    count = token_counter(tok)
+    texts = ['A man opens the fridge.', '  two   spaces\tand a tab', 'Tom &amp; Jerry',
+             'café crème brûlée', 'pneumonoultramicroscopicsilicovolcanoconiosis!!',
+             "it's 10:30, isn't it?", 'UPPER lower MiXeD', 'x', '',
+             'emoji \U0001F600 here', 'line\nbreak']
+    assert [count(t) for t in texts] == [len(tok.encode(t)) for t in texts]

@@ -190,3 +190,26 @@ def test_ddp_gradients_equal_single_process_double_batch(tmp_path):
                 torch.testing.assert_close(out['control_grads'][name], ref[name] / WORLD_SIZE,
                                            rtol=0, atol=1e-10)
         assert ref['video.weight'].abs().max() > 1e-3  # non-trivial gradients
+
+
+def test_fewer_than_two_distinct_pairs_fail_at_the_first_step():
+    g = torch.Generator().manual_seed(3)
+    v = F.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    t = F.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    scale = torch.tensor(10.0)
+    # Batch size 1: no negative, the loss would be exactly 0 at every step.
+    with pytest.raises(ValueError, match=r'batch of 1 item\(s\) holds 1 distinct .*'
+                                         r'train_dataloader\.batch_size'):
+        SymmetricInfoNCELoss()(v[:1], t[:1], scale)
+    # Four items of one video (equal pair ids): the same, whatever the batch size.
+    with pytest.raises(ValueError, match=r'batch of 4 item\(s\) holds 1 distinct'):
+        SymmetricInfoNCELoss()(v, t, scale, pair_ids=torch.zeros(4, dtype=torch.long))
+    # After a proper first step, a short last batch warns once and counts 0.
+    loss = SymmetricInfoNCELoss()
+    assert loss(v, t, scale) > 0
+    with pytest.warns(UserWarning, match='a later batch'):
+        assert loss(v[:1], t[:1], scale) == 0
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        loss(v[:1], t[:1], scale)
