@@ -48,21 +48,23 @@ def greedy_search(step: StepFn, start: torch.Tensor, eot: int, max_len: int,
         ``return_scores``, a tuple (sequences, scores (list of B floats)).
     """
     tokens = start
-    b = start.shape[0]
-    done = torch.zeros(b, dtype=torch.bool, device=start.device)
-    score = torch.zeros(b, dtype=torch.float64, device=start.device)
+    done = torch.zeros(start.shape[0], dtype=torch.bool, device=start.device)
+    picked = []  # per step: (B,) log p of the chosen token, 0 once a row has finished
     for t in range(max_len):
         logp = _forbid_eot(step(tokens, None), eot, t, min_len)
         nxt = logp.argmax(-1)
         # Finished rows keep decoding (causal attention keeps rows independent); their
         # extra tokens are cut below, and their scores stop growing.
-        score += torch.where(done, 0.0, logp.gather(1, nxt[:, None])[:, 0].double())
+        if return_scores:
+            picked.append(logp.gather(1, nxt[:, None])[:, 0].double().masked_fill(done, 0.0))
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)
         done |= nxt == eot
         if bool(done.all()):
             break
     seqs = [_strip(row[1:].tolist(), eot) for row in tokens]
-    return (seqs, score.tolist()) if return_scores else seqs
+    if not return_scores:
+        return seqs
+    return seqs, torch.stack(picked).sum(0).tolist()
 
 
 def beam_search(step: StepFn, start: torch.Tensor, eot: int, max_len: int, beam_size: int,
@@ -120,16 +122,27 @@ def beam_search(step: StepFn, start: torch.Tensor, eot: int, max_len: int, beam_
                                 torch.tensor(rows, dtype=torch.long, device=device)),
                            eot, t, min_len)
         total = logp + torch.tensor(owners, dtype=logp.dtype, device=device)[:, None]
+        # One top-k for all items: item a's beams fill rows a * kmax + j of a padded
+        # (A * kmax, V) table (-inf where an item has fewer beams), seen as (A, kmax * V).
+        counts = [len(live[i]) for i in active]
+        kmax, vocab = max(counts), total.shape[1]
+        slots = torch.tensor([a * kmax + j for a, c in enumerate(counts) for j in range(c)],
+                             dtype=torch.long, device=device)
+        table = total.new_full((len(active) * kmax, vocab), float('-inf'))
+        table[slots] = total
+        top_s, top_i = table.view(len(active), kmax * vocab).topk(
+            min(2 * beam_size, kmax * vocab), dim=1)
+        # 2k candidates are enough to find k that do not end the sequence.
+        top_s, top_i = top_s.tolist(), top_i.tolist()
         pos = 0
-        for i in active:
-            k = len(live[i])
-            cand = total[pos:pos + k].flatten()
-            vocab = total.shape[1]
-            # 2k candidates are enough to find k that do not end the sequence.
-            scores, idx = cand.topk(min(2 * beam_size, cand.numel()))
+        for a, i in enumerate(active):
+            k = counts[a]
+            scores, idx = top_s[a], top_i[a]
             new, new_parent = [], []
-            for rank, (s, j) in enumerate(zip(scores.tolist(), idx.tolist())):
+            for rank, (s, j) in enumerate(zip(scores, idx)):
                 beam, token = divmod(j, vocab)
+                if beam >= k:  # padding of an item with fewer beams
+                    continue
                 seq = live[i][beam][1] + [token]
                 if token == eot:
                     # Only an EOT among the best beam_size candidates ends a hypothesis.

@@ -13,6 +13,7 @@ attaches READ (recurrence over words: one-directional, hence causal), LoRA, ... 
 self-attention blocks (unimodal blocks first, then the multimodal ones; cross-attention
 blocks take no method).
 """
+import contextlib
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -303,7 +304,7 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
         return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(),
                                ignore_index=-100)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, max_len: int = 20,
                  beam_size: int = 1, length_penalty: float = 0.0, min_len: int = 0,
                  use_cache: Optional[bool] = None, return_scores: bool = False
@@ -417,10 +418,13 @@ class DecoderCache:
         # (B, 1, 1, S) additive mask, broadcast over heads and queries.
         bias = torch.zeros(memory_mask.shape, dtype=dtype, device=memory.device)
         self.bias = bias.masked_fill(~memory_mask.bool(), float('-inf'))[:, None, None]
+        self.cross_q: list = []
         self.cross = [self._cross_kv(blk, memory) for blk in decoder.decoder.cross_attn]
         self.blocks = list(decoder.blocks())
-        self.self_kv: List[Optional[Tuple[torch.Tensor, torch.Tensor]]] = [None] * len(
-            self.blocks)
+        self.peft = [isinstance(b, PEFTBlock) for b in self.blocks]
+        # Per self-attention block: keys and values (2, N, H, context, d), filled up to
+        # ``length`` (allocated at the first call, when N is known).
+        self.self_kv: List[Optional[torch.Tensor]] = [None] * len(self.blocks)
         self.states: dict = {}
         self.length = 0
         self._rows: Optional[torch.Tensor] = None
@@ -433,8 +437,7 @@ class DecoderCache:
         Args:
             parents (Tensor): (N,) int64 positions in the previous call's batch.
         """
-        self.self_kv = [None if kv is None else (kv[0][parents], kv[1][parents])
-                        for kv in self.self_kv]
+        self.self_kv = [None if kv is None else kv[:, parents] for kv in self.self_kv]
         self.states = {m: tuple(t[parents] for t in s) if isinstance(s, tuple) else s[parents]
                        for m, s in self.states.items()}
 
@@ -462,14 +465,13 @@ class DecoderCache:
         layout = SequenceLayout(batch_size=tokens.shape[0], step_cache=self.states)
         n_uni = len(dec.text.resblocks) if dec.text is not None else 0
         cross_kv = self._cross_for(rows)
-        with dec.run_blocks(layout):
+        with (dec.run_blocks(layout) if any(self.peft) else contextlib.nullcontext()):
             for i, block in enumerate(self.blocks):
                 if i == n_uni and dec.text is not None:
                     x = dec.text_ln(x)
                 x = self._self_block(i, block, x, layout)
                 if i >= n_uni:
-                    x = self._cross_block(dec.decoder.cross_attn[i - n_uni], x,
-                                          *cross_kv[i - n_uni])
+                    x = self._cross_block(i - n_uni, x, *cross_kv[i - n_uni])
         if n_uni == len(self.blocks) and dec.text is not None:  # no multimodal layer
             x = dec.text_ln(x)
         self.length = tokens.shape[1]
@@ -489,14 +491,18 @@ class DecoderCache:
         return x.transpose(1, 2).reshape(n, length, h * d)
 
     def _cross_kv(self, blk: nn.Module, memory: torch.Tensor):
-        """Keys and values (B, H, S, d) of the memory in one cross-attention block."""
+        """Keys and values (B, H, S, d) of the memory in one cross-attention block (with
+        the mask (B, 1, 1, S)), and its query projection's weight and bias."""
         d = blk.attn.embed_dim
         w, b = blk.attn.in_proj_weight, blk.attn.in_proj_bias
         mem = blk.ln_1_kv(memory)
         k = F.linear(mem, w[d:2 * d], None if b is None else b[d:2 * d])
         v = F.linear(mem, w[2 * d:], None if b is None else b[2 * d:])
         heads = blk.attn.num_heads
-        return self._heads(k, heads), self._heads(v, heads), self.bias
+        self.cross_q.append((w[:d], None if b is None else b[:d]))
+        # Contiguous per head: the attention of every step reads them.
+        return (self._heads(k, heads).contiguous(), self._heads(v, heads).contiguous(),
+                self.bias)
 
     def _cross_for(self, rows: Optional[torch.Tensor]) -> list:
         """The cross keys / values / mask gathered for the prefixes' batch items (the
@@ -508,12 +514,11 @@ class DecoderCache:
             self._rows_kv = [tuple(t[rows] for t in kv) for kv in self.cross]
         return self._rows_kv
 
-    def _cross_block(self, blk: nn.Module, x: torch.Tensor, k: torch.Tensor,
+    def _cross_block(self, j: int, x: torch.Tensor, k: torch.Tensor,
                      v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """open_clip's cross-attention ``ResidualAttentionBlock`` on the newest words."""
-        d = blk.attn.embed_dim
-        w, b = blk.attn.in_proj_weight, blk.attn.in_proj_bias
-        q = F.linear(blk.ln_1(x), w[:d], None if b is None else b[:d])
+        """open_clip's cross-attention ``ResidualAttentionBlock`` ``j`` on the newest words."""
+        blk = self.dec.decoder.cross_attn[j]
+        q = F.linear(blk.ln_1(x), *self.cross_q[j])
         o = F.scaled_dot_product_attention(self._heads(q, blk.attn.num_heads), k, v,
                                            attn_mask=bias)
         x = x + blk.ls_1(blk.attn.out_proj(self._merge(o)))
@@ -523,23 +528,26 @@ class DecoderCache:
                     layout: SequenceLayout) -> torch.Tensor:
         """One causal self-attention block (plain or with PETL sites) on the newest words,
         appending their keys and values to the block's cache."""
-        peft = isinstance(block, PEFTBlock)
+        peft = self.peft[i]
         if peft:
             for m in block._handlers('pre_block'):
                 x = m.pre_block(x, layout)
         h = block.ln_1(x)
         if peft:
-            q, k, v = block.project_qkv(h)
+            qkv = torch.cat(block.project_qkv(h), dim=-1)
         else:
-            q, k, v = F.linear(h, block.attn.in_proj_weight, block.attn.in_proj_bias).chunk(
-                3, dim=-1)
+            qkv = F.linear(h, block.attn.in_proj_weight, block.attn.in_proj_bias)
         heads = block.attn.num_heads
-        q, k, v = (self._heads(t, heads) for t in (q, k, v))
-        if self.self_kv[i] is not None:
-            k = torch.cat([self.self_kv[i][0], k], dim=2)
-            v = torch.cat([self.self_kv[i][1], v], dim=2)
-        self.self_kv[i] = (k, v)
-        n_new, total = q.shape[2], k.shape[2]
+        n, n_new = qkv.shape[:2]
+        qkv = qkv.view(n, n_new, 3, heads, -1).permute(2, 0, 3, 1, 4)  # (3, N, H, n, d)
+        if self.self_kv[i] is None:  # room for the whole context, written in place
+            self.self_kv[i] = qkv.new_empty(2, n, heads, self.dec.context_length,
+                                            qkv.shape[-1])
+        start, end = self.length, self.length + n_new
+        kv = self.self_kv[i]
+        kv[:, :, :, start:end] = qkv[1:]
+        q, k, v = qkv[0], kv[0, :, :, :end], kv[1, :, :, :end]
+        total = end
         mask = None
         if n_new > 1:  # new word j (position total - n_new + j) sees positions up to itself
             mask = torch.ones(n_new, total, dtype=torch.bool, device=x.device).tril(
