@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Feature extraction in NUM_PROCS processes with torchrun:
+# Feature extraction (or, with TOOL=build_prefix_cache, a frozen-prefix cache) in NUM_PROCS
+# processes with torchrun:
 #   bash tools/dist_extract.sh NUM_PROCS VIDEO_DIR OUT_DIR [ARGS of extract_features.py...]
-# Each process takes every NUM_PROCS-th video and query (gloo on CPU-only machines, NCCL on
+#   TOOL=build_prefix_cache bash tools/dist_extract.sh NUM_PROCS CONFIG CACHE_DIR [ARGS...]
+# Each process takes every NUM_PROCS-th video and text (gloo on CPU-only machines, NCCL on
 # GPUs); the files are the same as one process writes, and a rerun skips finished ones.
 set -euo pipefail
 NPROCS=$1
@@ -13,4 +15,4 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" exec python -m torch.distributed.run \
     --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
     --nproc_per_node="$NPROCS" --master_port="$PORT" \
-    "$ROOT/tools/extract_features.py" "${@:2}" --launcher pytorch
+    "$ROOT/tools/${TOOL:-extract_features}.py" "${@:2}" --launcher pytorch

@@ -15,11 +15,11 @@ the files are the same as one process writes.
 """
 import argparse
 import json
-import os
 import sys
 
 from mmvpeft.apis import destroy_distributed
 from mmvpeft.apis.feature_extraction import extract_features
+from mmvpeft.utils.dist import init_tool_distributed
 
 
 def parse_args(argv=None):
@@ -45,34 +45,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def init_distributed(launcher: str) -> int:
-    """Starts the process group of ``launcher`` (gloo on CPU, NCCL on GPUs); returns the
-    rank (0 with ``none``)."""
-    if launcher == 'none':
-        return 0
-    import torch
-    import torch.distributed as dist
-    if launcher == 'slurm':  # torchrun's variables from slurm's
-        os.environ.setdefault('RANK', os.environ.get('SLURM_PROCID', '0'))
-        os.environ.setdefault('WORLD_SIZE', os.environ.get('SLURM_NTASKS', '1'))
-        os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
-        os.environ.setdefault('MASTER_PORT', '29500')
-        if 'MASTER_ADDR' not in os.environ:
-            raise RuntimeError('set MASTER_ADDR for a slurm run (the first node name)')
-    for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
-        if key not in os.environ:
-            raise RuntimeError(f'--launcher {launcher}: {key} is not set; start the tool with '
-                               'torchrun (tools/dist_extract.sh) or srun')
-    if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-        dist.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')
-    return dist.get_rank()
-
-
 def main(argv=None):
     args = parse_args(argv)
-    rank = init_distributed(args.launcher)
+    rank = init_tool_distributed(args.launcher)
     try:
         return _run(args, rank)
     finally:

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from mmvpeft.utils.dist import all_gather_objects, rank_and_world
 from mmvpeft.utils.fileio import iter_jsonl, savez_atomic, write_json_atomic
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mkv', '.webm', '.mov')
@@ -76,7 +77,7 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
     from mmvpeft.datasets.transforms.text import CLIPTokenize
     from mmvpeft.models.backbones import CLIPTextBackbone, CLIPVisionBackbone
 
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     if device is None:
         local = int(os.environ.get('LOCAL_RANK', 0))
         device = f'cuda:{local}' if torch.cuda.is_available() and world > 1 else (
@@ -147,21 +148,12 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
     return report
 
 
-def _rank_and_world():
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _merge_reports(report: Dict, world: int) -> Dict:
     """One report for all ranks (every rank gets it): the union of the video lists (sorted),
     the failures, the sum of the queries and the longest rank's seconds."""
     if world == 1:
         return report
-    import torch.distributed as dist
-    reports = [None] * world
-    dist.all_gather_object(reports, report)
+    reports = all_gather_objects(report)
     return dict(extracted=sorted(v for r in reports for v in r['extracted']),
                 skipped=sorted(v for r in reports for v in r['skipped']),
                 failed={k: v for r in reports for k, v in sorted(r['failed'].items())},
