@@ -3,7 +3,8 @@ them (``prefix_cache=CACHE_DIR`` in the config or ``--cfg-options prefix_cache=C
 
     python tools/build_prefix_cache.py CONFIG CACHE_DIR [--dtype float16|float32]
         [--grid-fps FPS] [--loaders train_dataloader val_dataloader test_dataloader]
-        [--device cuda] [--overwrite] [--cfg-options k=v ...]
+        [--device cuda] [--overwrite] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+    TOOL=build_prefix_cache bash tools/dist_extract.sh NUM_PROCS CONFIG CACHE_DIR [ARGS...]
 
 The states entering the first block any PETL method touches (READ in the last 4 of 12
 blocks: block 8) depend only on the frame / the tokens, so training from them gives the same
@@ -15,14 +16,18 @@ both; every distinct token sequence (query, caption, question, transcript chunk)
 once, named by its token ids. Rerunning resumes: finished files are kept (each is written
 atomically). A cache built with another model, pretrained tag, image size, decoding, resize
 or crop, grid or start block is refused; a config whose methods touch block 0 (LoRA
-everywhere, full fine-tuning, VPT-deep) cannot have one, and this tool says so.
+everywhere, full fine-tuning, VPT-deep) cannot have one, and this tool says so. With a
+launcher, the processes share the videos and texts (gloo on CPU, NCCL on GPUs) and write the
+files one process writes.
 """
 import argparse
 import copy
 
+from mmvpeft.apis import destroy_distributed
 from mmvpeft.apis.config_checks import (CfgOptionsAction, apply_knob_options, check_option_keys,
                                          read_config)
 from mmvpeft.apis.prefix_cache import build_prefix_cache
+from mmvpeft.utils.dist import init_tool_distributed
 
 
 def parse_args(argv=None):
@@ -40,11 +45,23 @@ def parse_args(argv=None):
                         help='replace a cache built with another key')
     parser.add_argument('--no-progress', action='store_true')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='share the videos among processes (torchrun or slurm)')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)  # set by torch.distributed.launch
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    rank = init_tool_distributed(args.launcher)
+    try:
+        return _run(args, rank)
+    finally:
+        destroy_distributed()
+
+
+def _run(args, rank: int):
     cfg = read_config(args.config)  # knobs of a child config reach their fields
     if args.cfg_options:  # as tools/train.py reads them: data_root=... moves the datasets
         check_option_keys(cfg, args.cfg_options, args.config)
@@ -54,8 +71,10 @@ def main(argv=None):
     cfg.pop('prefix_cache', None)  # the cache is built from the decoding pipeline
     r = build_prefix_cache(cfg, args.cache_dir, dtype=args.dtype, loaders=args.loaders,
                            device=args.device, frames_per_batch=args.frames_per_batch,
-                           progress=not args.no_progress, overwrite=args.overwrite,
-                           grid_fps=args.grid_fps)
+                           progress=not args.no_progress and rank == 0,
+                           overwrite=args.overwrite, grid_fps=args.grid_fps)
+    if rank != 0:
+        return r
     print(f'prefix cache {args.cache_dir}: start blocks {r["start_block"]}, {r["videos"]} '
           f'video(s) ({r["frames"]} frames) and {r["texts"]} text(s) written, '
           f'{r["skipped"]} already cached, {r["bytes"] / 2**20:.1f} MiB, {r["seconds"]} s '

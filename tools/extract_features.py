@@ -4,16 +4,22 @@ layout the feature configs read.
     python tools/extract_features.py VIDEO_DIR OUT_DIR [--ann ANN.jsonl]
         [--model ViT-B-32] [--pretrained openai] [--model-cfg tiny.json]
         [--clip-len 2.0] [--frames-per-clip 1] [--batch-size 64] [--device cuda]
+        [--launcher none|pytorch|slurm]
+    bash tools/dist_extract.sh NUM_PROCS VIDEO_DIR OUT_DIR [ARGS...]   # torchrun
 
 Writes OUT_DIR/clip_features/{vid}.npz['features'] (T, E), one row per clip, and, with
 --ann, OUT_DIR/clip_text_features/qid{qid}.npz['last_hidden_state'] (L, W). Rerunning skips
 finished videos; unreadable videos are reported at the end (and in extract_report.json).
+With a launcher, each process takes every W-th video and query (gloo on CPU, NCCL on GPUs);
+the files are the same as one process writes.
 """
 import argparse
 import json
 import sys
 
+from mmvpeft.apis import destroy_distributed
 from mmvpeft.apis.feature_extraction import extract_features
+from mmvpeft.utils.dist import init_tool_distributed
 
 
 def parse_args(argv=None):
@@ -32,11 +38,23 @@ def parse_args(argv=None):
     parser.add_argument('--device', help='default: cuda when available, else cpu')
     parser.add_argument('--max-videos', type=int, help='stop after N newly extracted videos')
     parser.add_argument('--no-progress', action='store_true')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='share the videos among processes (torchrun or slurm)')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)  # set by torch.distributed.launch
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    rank = init_tool_distributed(args.launcher)
+    try:
+        return _run(args, rank)
+    finally:
+        destroy_distributed()
+
+
+def _run(args, rank: int):
     model_cfg = None
     if args.model_cfg:
         with open(args.model_cfg) as f:
@@ -45,8 +63,10 @@ def main(argv=None):
         args.video_dir, args.out_dir, ann_file=args.ann, model_name=args.model,
         pretrained=None if args.pretrained.lower() == 'none' or model_cfg else args.pretrained,
         model_cfg=model_cfg, clip_len=args.clip_len, frames_per_clip=args.frames_per_clip,
-        batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
-        max_videos=args.max_videos)
+        batch_size=args.batch_size, device=args.device,
+        progress=not args.no_progress and rank == 0, max_videos=args.max_videos)
+    if rank != 0:
+        return report
     print(f'extracted {len(report["extracted"])} video(s), skipped {len(report["skipped"])} '
           f'already done, {report["queries"]} query(ies), {report["seconds"]} s on '
           f'{report["device"]}')

@@ -20,7 +20,9 @@ def parse_args(argv=None):
                         help='resume from PATH, or from the latest checkpoint in work-dir '
                              'when given without a value')
     parser.add_argument('--load-from', help='initialise weights from a checkpoint')
-    parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: AmpOptimWrapper on CUDA, bfloat16 autocast on '
+                             'a CPU')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries, e.g. train_cfg.max_epochs=5')
     parser.add_argument('--allow-base-mismatch', action='store_true',

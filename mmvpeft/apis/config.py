@@ -127,7 +127,8 @@ def resolve_config(config: str, work_dir: Optional[str] = None,
             :func:`~mmvpeft.apis.runner.default_work_dir`.
         cfg_options: ``--cfg-options`` overrides (dotted keys).
         launcher: ``none``, ``pytorch`` (torchrun) or ``slurm``.
-        amp: Mixed precision (needs a CUDA device).
+        amp: Mixed precision: MMEngine's AmpOptimWrapper on CUDA, bfloat16 autocast
+            (``BF16AutocastOptimWrapper``) without CUDA.
         resume: ``'auto'`` (latest checkpoint in work_dir) or a checkpoint path.
         load_from: Checkpoint to load weights from (no optimizer state).
         allow_base_mismatch: Load a trainable-only checkpoint onto another frozen base.
@@ -216,11 +217,12 @@ def _runtime(cfg: Config, config: str, work_dir: Optional[str], launcher: str, a
     # the same second in one process would otherwise share (and close) one logger.
     cfg.experiment_name = f'{osp.splitext(osp.basename(config))[0]}_{uuid.uuid4().hex[:8]}'
     if amp:
-        if not torch.cuda.is_available():
-            raise RuntimeError('--amp needs a CUDA device (MMEngine AmpOptimWrapper); this '
-                               'machine has none. Run without --amp on CPU.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:  # MMEngine's AmpOptimWrapper needs a GPU; autocast runs bfloat16 on a CPU
+            cfg.optim_wrapper.type = 'BF16AutocastOptimWrapper'
+            cfg.optim_wrapper.pop('loss_scale', None)
     if resume == 'auto':
         from .runner import check_auto_resume
         check_auto_resume(cfg.work_dir, config)  # an unreadable latest file: name the previous

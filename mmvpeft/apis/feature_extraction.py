@@ -12,6 +12,12 @@ works (``model_name`` + ``pretrained``, or a ``model_cfg`` dict).
 Resumable: each file is written atomically and a video whose file exists is skipped, so an
 interrupted run picks up where it stopped. Unreadable videos are listed in
 ``OUT/extract_report.json`` rather than stopping the run.
+
+Across processes: with a ``torch.distributed`` process group initialised (``tools/
+extract_features.py --launcher pytorch|slurm``, ``tools/dist_extract.sh``), rank r of W takes
+videos r, r + W, ... of the sorted list and queries r, r + W, ... of the annotations. A
+file's content does not depend on the rank that computes it, so W processes write the same
+files as one; rank 0 writes one report for all of them.
 """
 import os
 import os.path as osp
@@ -21,6 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from mmvpeft.utils.dist import all_gather_objects, rank_and_world
 from mmvpeft.utils.fileio import iter_jsonl, savez_atomic, write_json_atomic
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mkv', '.webm', '.mov')
@@ -54,11 +61,13 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
         batch_size: frames per forward pass.
         device: default CUDA when available (batched there), else CPU.
         progress: show tqdm progress bars.
-        max_videos: stop after this many newly extracted videos (for tests / chunking).
+        max_videos: stop after this many newly extracted videos (for tests / chunking; per
+            process when several share the work).
 
     Returns:
         The report: ``extracted``, ``skipped`` (already done), ``failed`` (``{vid: reason}``),
-        ``queries``, ``seconds``, ``device``.
+        ``queries``, ``seconds``, ``device`` (and ``processes`` when more than one), the
+        same on every rank.
     """
     from mmcv.transforms import Compose
     from tqdm import tqdm
@@ -68,9 +77,15 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
     from mmvpeft.datasets.transforms.text import CLIPTokenize
     from mmvpeft.models.backbones import CLIPTextBackbone, CLIPVisionBackbone
 
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    rank, world = rank_and_world()
+    if device is None:
+        local = int(os.environ.get('LOCAL_RANK', 0))
+        device = f'cuda:{local}' if torch.cuda.is_available() and world > 1 else (
+            'cuda' if torch.cuda.is_available() else 'cpu')
     t0 = time.time()
     kw = dict(model_name=model_name, pretrained=pretrained, model_cfg=model_cfg, frozen=True)
+    if pretrained is None:  # random weights: the same in every process (and every run)
+        torch.manual_seed(0)
     vision = CLIPVisionBackbone(**kw).to(device).eval()
     size = image_size or int(np.atleast_1d(vision.visual.image_size)[0])
     load = Compose([LoadVideoClips(clip_len=clip_len, frames_per_clip=frames_per_clip),
@@ -81,7 +96,9 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
     os.makedirs(text_out, exist_ok=True)
     report = dict(extracted=[], skipped=[], failed={}, queries=0, device=device)
     todo = []
-    for path in list_videos(video_dir):
+    # Shard the whole sorted list (not what is left to do), so every rank agrees on the
+    # shards whatever the others have written meanwhile.
+    for path in list_videos(video_dir)[rank::world]:
         vid = osp.splitext(osp.basename(path))[0]
         if osp.isfile(osp.join(video_out, vid + '.npz')):
             report['skipped'].append(vid)
@@ -108,10 +125,12 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
             report['extracted'].append(vid)
         del vision
         if ann_file:
+            if pretrained is None:
+                torch.manual_seed(0)
             text = CLIPTextBackbone(**kw).to(device).eval()
             tokenize = CLIPTokenize(model_name=model_name, context_length=text.context_length,
                                     trim_padding=True)
-            records = [r for _, r in iter_jsonl(ann_file)]
+            records = [r for _, r in iter_jsonl(ann_file)][rank::world]
             for r in tqdm(records, desc='queries', disable=not progress):
                 path = osp.join(text_out, f'qid{r["qid"]}.npz')
                 if osp.isfile(path):
@@ -123,5 +142,20 @@ def extract_features(video_dir: str, out_dir: str, ann_file: Optional[str] = Non
                 savez_atomic(path, last_hidden_state=feats.astype(np.float32))
                 report['queries'] += 1
     report['seconds'] = round(time.time() - t0, 2)
-    write_json_atomic(osp.join(out_dir, 'extract_report.json'), report)
+    report = _merge_reports(report, world)
+    if rank == 0:
+        write_json_atomic(osp.join(out_dir, 'extract_report.json'), report)
     return report
+
+
+def _merge_reports(report: Dict, world: int) -> Dict:
+    """One report for all ranks (every rank gets it): the union of the video lists (sorted),
+    the failures, the sum of the queries and the longest rank's seconds."""
+    if world == 1:
+        return report
+    reports = all_gather_objects(report)
+    return dict(extracted=sorted(v for r in reports for v in r['extracted']),
+                skipped=sorted(v for r in reports for v in r['skipped']),
+                failed={k: v for r in reports for k, v in sorted(r['failed'].items())},
+                queries=sum(r['queries'] for r in reports), device=report['device'],
+                seconds=max(r['seconds'] for r in reports), processes=world)

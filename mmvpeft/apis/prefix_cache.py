@@ -11,6 +11,11 @@ test: one cache serves both), and the text tower looks its tokens up by their id
 per item, several captions per video, transcript chunks alike). See
 :mod:`mmvpeft.models.backbones.prefix_cache` for the key and
 :mod:`mmvpeft.datasets.transforms.prefix_loading` for the loading.
+
+Across processes (``tools/build_prefix_cache.py --launcher pytorch|slurm``): rank 0 checks
+or writes the cache's ``meta.json`` while the others wait; then rank r of W encodes videos
+r, r + W, ... (in dataset order) and distinct token sequences r, r + W, ...; the report
+sums every rank's counts. An interrupted run resumes with any number of processes.
 """
 import copy
 import json
@@ -28,6 +33,7 @@ from mmvpeft.datasets.transforms.prefix_loading import (LOADERS, PROCESSING, fra
                                                         transform_type, video_files)
 from mmvpeft.models.backbones.prefix_cache import (META_FILE, PrefixCacheError, check_meta,
                                                    require_prefix_start, text_key)
+from mmvpeft.utils.dist import all_gather_objects, barrier, rank_and_world, rank_shard
 from mmvpeft.utils.fileio import atomic_path, json_plain, write_json_atomic
 
 # Transforms a video cache replaces (decoding, sampling, resizing, formatting) and the
@@ -185,9 +191,13 @@ def build_prefix_cache(cfg, out_dir: str, dtype: str = 'float16',
         grid_fps: cache frames at this rate instead of every decoded frame (smaller; the
             samplers then choose among the cached frames).
 
+    With a ``torch.distributed`` process group, each rank encodes its share (see the module
+    docstring) and every rank returns the summed report.
+
     Returns:
         dict: ``videos`` / ``texts`` newly written, ``skipped`` (already cached),
-        ``start_block`` per tower, ``frames`` (grid frames written), ``seconds``, ``bytes``.
+        ``start_block`` per tower, ``frames`` (grid frames written), ``seconds``, ``bytes``
+        (and ``processes`` when more than one).
 
     Raises:
         PrefixCacheError: a tower whose methods touch block 0 (no cache possible), loaders
@@ -233,13 +243,22 @@ def build_prefix_cache(cfg, out_dir: str, dtype: str = 'float16',
     if not (use_video or use_text):
         raise PrefixCacheError('no dataloader decodes videos or tokenises text for a CLIP '
                                'tower of this model: nothing to cache')
+    rank, world = rank_and_world()
     if use_video:
         report['start_block']['video'] = require_prefix_start(vtower)
-        _prepare_dir(video_dir, dict(vtower.prefix_key(), dtype=dtype, frames=keys[0][1],
-                                     grid_fps=grid_fps), overwrite)
+        if rank == 0:  # the others wait below: an overwrite may remove the folder
+            _prepare_dir(video_dir, dict(vtower.prefix_key(), dtype=dtype,
+                                         frames=keys[0][1], grid_fps=grid_fps), overwrite)
     if use_text:
         report['start_block']['text'] = require_prefix_start(ttower)
-        _prepare_dir(text_dir, dict(ttower.prefix_key(), dtype=dtype), overwrite)
+        if rank == 0:
+            _prepare_dir(text_dir, dict(ttower.prefix_key(), dtype=dtype), overwrite)
+    barrier()
+    if rank != 0:  # a key mismatch stopped rank 0 with the message; say so here too
+        for d in ([video_dir] if use_video else []) + ([text_dir] if use_text else []):
+            if not osp.isfile(osp.join(d, META_FILE)):
+                raise PrefixCacheError(f'{d} has no {META_FILE}: rank 0 could not prepare '
+                                       'the cache (see its error)')
     np_dtype = _DTYPES[dtype]
 
     with torch.no_grad():
@@ -251,7 +270,8 @@ def build_prefix_cache(cfg, out_dir: str, dtype: str = 'float16',
                 seen = {}
                 for info in infos:
                     seen.setdefault(info['vid'], info)
-                for vid, info in tqdm(seen.items(), desc=f'{name} videos', disable=not progress):
+                for vid, info in tqdm(rank_shard(seen.items()), desc=f'{name} videos',
+                                      disable=not progress or rank != 0):
                     npy, meta_path = video_files(video_dir, vid)
                     if osp.isfile(meta_path) and osp.isfile(npy):
                         report['skipped'] += 1
@@ -264,28 +284,41 @@ def build_prefix_cache(cfg, out_dir: str, dtype: str = 'float16',
                     report['videos'] += 1
                     report['frames'] += len(states)
             if use_text and text_tf:
-                rows = token_rows(text_tf, infos)
-                todo = {}
-                for ids in rows:
-                    if osp.isfile(osp.join(text_dir, text_key(ids) + '.npy')):
-                        report['skipped'] += 1
-                    else:  # same-length rows run together: no padding
-                        todo.setdefault(len(ids), []).append(ids)
-                bar = tqdm(total=sum(map(len, todo.values())), desc=f'{name} texts',
-                           disable=not progress)
-                for length, group in todo.items():
-                    for lo in range(0, len(group), frames_per_batch):
-                        ids = torch.as_tensor(np.stack(group[lo:lo + frames_per_batch]))
-                        states = ttower.forward_prefix(ids.to(device),
-                                                       torch.ones_like(ids, dtype=torch.bool)
-                                                       .to(device)).float().cpu().numpy()
-                        for row, st in zip(ids.numpy(), states):
-                            _save_npy(osp.join(text_dir, text_key(row) + '.npy'),
-                                      st.astype(np_dtype))
-                        report['texts'] += len(ids)
-                        bar.update(len(ids))
+                rows, groups = token_rows(text_tf, infos), {}
+                for ids in rows:  # distinct sequences, same-length ones together (no padding)
+                    groups.setdefault(len(ids), {}).setdefault(text_key(ids), ids)
+                # Fixed batches of the distinct sequences, whatever is cached or which rank
+                # runs them: a float32 batch's rounding depends on its rows, so the files are
+                # then the same for any number of processes and any resume.
+                batches = [list(g.items())[lo:lo + frames_per_batch] for g in groups.values()
+                           for lo in range(0, len(g), frames_per_batch)]
+                todo = []
+                for batch in rank_shard(batches):
+                    missing = [key for key, _ in batch
+                               if not osp.isfile(osp.join(text_dir, key + '.npy'))]
+                    report['skipped'] += len(batch) - len(missing)
+                    if missing:
+                        todo.append((batch, set(missing)))
+                bar = tqdm(total=sum(len(m) for _, m in todo), desc=f'{name} texts',
+                           disable=not progress or rank != 0)
+                for batch, missing in todo:
+                    ids = torch.as_tensor(np.stack([row for _, row in batch]))
+                    states = ttower.forward_prefix(ids.to(device),
+                                                   torch.ones_like(ids, dtype=torch.bool)
+                                                   .to(device)).float().cpu().numpy()
+                    for (key, _), st in zip(batch, states):
+                        if key in missing:
+                            _save_npy(osp.join(text_dir, key + '.npy'), st.astype(np_dtype))
+                    report['texts'] += len(missing)
+                    bar.update(len(missing))
                 bar.close()
     report['seconds'] = round(time.time() - t0, 2)
+    if world > 1:
+        reports = all_gather_objects(report)  # also waits for every rank's last file
+        for key in ('videos', 'texts', 'frames', 'skipped'):
+            report[key] = sum(r[key] for r in reports)
+        report['seconds'] = max(r['seconds'] for r in reports)
+        report['processes'] = world
     report['bytes'] = sum(osp.getsize(osp.join(d, f)) for d in (video_dir, text_dir)
                           if osp.isdir(d) for f in os.listdir(d))
     return report

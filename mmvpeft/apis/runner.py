@@ -25,7 +25,7 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
         work_dir: output folder; defaults to :func:`default_work_dir`.
         cfg_options: ``--cfg-options`` overrides (dotted keys).
         launcher: ``none``, ``pytorch`` (torchrun) or ``slurm``.
-        amp: mixed precision (needs a CUDA device).
+        amp: mixed precision: AmpOptimWrapper on CUDA, bfloat16 autocast without it.
         resume: ``'auto'`` (latest checkpoint in work_dir) or a checkpoint path.
         load_from: checkpoint to load weights from (no optimizer state).
         allow_base_mismatch: load a trainable-only checkpoint onto a different frozen base

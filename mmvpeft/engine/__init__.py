@@ -1,1 +1,2 @@
 from .hooks import *  # noqa: F401,F403
+from .optim_wrapper import BF16AutocastOptimWrapper  # noqa: F401

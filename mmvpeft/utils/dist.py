@@ -1,5 +1,7 @@
-"""Distributed helpers that keep autograd intact."""
-from typing import Optional
+"""Distributed helpers: a differentiable all-gather, and process groups for the data tools
+(feature extraction, prefix cache) that share their videos among ranks."""
+import os
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -68,3 +70,70 @@ def all_gather_with_grad(x: torch.Tensor,
     if dist_world_size(group) == 1:
         return x
     return _AllGatherWithGrad.apply(x, group)
+
+
+def rank_and_world() -> Tuple[int, int]:
+    """(rank, world size) of the default group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def rank_shard(items: Sequence) -> List:
+    """This rank's share of ``items``: items r, r + W, r + 2W, ... (all of them alone).
+
+    Every rank must pass the same sequence (e.g. a sorted listing made before anything is
+    written), so the shards partition it.
+    """
+    rank, world = rank_and_world()
+    return list(items)[rank::world]
+
+
+def all_gather_objects(obj) -> list:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` alone."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if rank_and_world()[1] > 1:
+        dist.barrier()
+
+
+def init_tool_distributed(launcher: str) -> int:
+    """Starts the process group of a data tool's ``--launcher`` (gloo on CPU, NCCL on GPUs).
+
+    Args:
+        launcher: ``'none'`` (nothing to start), ``'pytorch'`` (torchrun's ``RANK``,
+            ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) or ``'slurm'`` (srun's
+            ``SLURM_PROCID`` / ``SLURM_NTASKS`` / ``SLURM_LOCALID``; ``MASTER_ADDR`` must be
+            set).
+
+    Returns:
+        int: this process's rank.
+
+    Raises:
+        RuntimeError: a variable the launcher needs is missing (the message names it).
+    """
+    if launcher == 'none':
+        return 0
+    if launcher not in ('pytorch', 'slurm'):
+        raise ValueError(f"launcher must be 'none', 'pytorch' or 'slurm', got {launcher!r}")
+    if launcher == 'slurm':
+        os.environ.setdefault('RANK', os.environ.get('SLURM_PROCID', '0'))
+        os.environ.setdefault('WORLD_SIZE', os.environ.get('SLURM_NTASKS', '1'))
+        os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+        os.environ.setdefault('MASTER_PORT', '29500')
+    for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        if key not in os.environ:
+            raise RuntimeError(f'--launcher {launcher}: {key} is not set; start the tool with '
+                               'torchrun (tools/dist_extract.sh) or srun')
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+        dist.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')
+    return dist.get_rank()

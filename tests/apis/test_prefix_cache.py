@@ -186,3 +186,35 @@ def test_coarse_grid_lets_the_sampler_choose_among_cached_frames(root):
     item = _items(cached, 'train_dataloader', (0, ))[0]
     assert item['inputs']['video_prefix'].shape[:2] == (8, 1)
     assert set(item['data_samples']['frame_inds'].tolist()) <= set(range(0, 16, 2))
+
+
+def test_ranks_share_the_work_and_write_what_one_process_writes(root, monkeypatch):
+    """Two ranks (run one after the other here; tools/dist_extract.sh runs them as gloo
+    processes) each encode their share, the shares partition the videos and texts, and
+    together they write the files one process writes, with the same arrays."""
+    import mmvpeft.apis.prefix_cache as pc
+    import mmvpeft.utils.dist as dist_utils
+    init_default_scope('mmvpeft')
+    cfg = _cfg('read', root)
+    one, two = str(root / 'cache_one_rank'), str(root / 'cache_two_ranks')
+    single = build_prefix_cache(copy.deepcopy(cfg), one, dtype='float32', progress=False)
+    monkeypatch.setattr(pc, 'barrier', lambda: None)
+    monkeypatch.setattr(pc, 'all_gather_objects', lambda obj: [obj])
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(dist_utils, 'rank_and_world', lambda r=rank: (r, 2))
+        monkeypatch.setattr(pc, 'rank_and_world', lambda r=rank: (r, 2))
+        shares.append(build_prefix_cache(copy.deepcopy(cfg), two, dtype='float32',
+                                         progress=False))
+    for key in ('videos', 'texts', 'frames'):
+        assert shares[0][key] > 0 and shares[1][key] > 0, key
+        assert shares[0][key] + shares[1][key] == single[key], key
+    for sub in ('video', 'text'):
+        names = sorted(os.listdir(osp.join(one, sub)))
+        assert names == sorted(os.listdir(osp.join(two, sub))), sub
+        for n in names:
+            a, b = osp.join(one, sub, n), osp.join(two, sub, n)
+            if n.endswith('.npy'):
+                np.testing.assert_array_equal(np.load(a), np.load(b), err_msg=n)
+            else:
+                assert json.load(open(a)) == json.load(open(b)), n

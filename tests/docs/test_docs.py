@@ -84,6 +84,13 @@ def check_prefix_cache(root, outputs):
     assert 'loss_pvla' in outputs[1] and 'Epoch(val) [1]' in outputs[1]
 
 
+def check_generation_benchmark(root, outputs):
+    """Cached and uncached decoding agree, for greedy and beam search (timings are not
+    checked: they belong to the benchmark's printout)."""
+    assert re.search(r'greedy: .*speed-up [\d.]+x, tokens identical: True', outputs[0])
+    assert re.search(r'beam 3: .*speed-up [\d.]+x, tokens identical: True', outputs[0])
+
+
 def check_caption_demo(root, outputs):
     """Trained CIDEr >= 100 and 10x the untrained model; the dump has one line per video."""
     untrained = last_epoch_metrics(outputs[0], 'test')

@@ -72,3 +72,37 @@ def test_extract_resume_report_and_train(tmp_path, load_tool, capsys):
                for line in open(p)]
     assert any('R1@0.5' in s and 'HL-min-VeryGood-mAP' in s for s in scalars) and all(np.isfinite(s.get('loss', 0))
                                                        for s in scalars)
+
+
+def test_two_processes_write_the_same_files_as_one_and_resume(tmp_path, load_tool):
+    """tools/dist_extract.sh with 2 gloo processes, resuming a run interrupted after one
+    video, ends with byte-for-byte the arrays one process writes, and one merged report."""
+    import subprocess
+    import sys
+    src = tmp_path / 'synthetic'
+    ann = generate_synthetic_videos(str(src), num_videos=3, duration=4.0, fps=4, size=(64, 64))
+    (tmp_path / 'tiny.json').write_text(json.dumps(TINY))
+    videos, one, two = src / 'videos', tmp_path / 'one', tmp_path / 'two'
+    args = ['--model-cfg', str(tmp_path / 'tiny.json'), '--no-progress', '--device', 'cpu']
+    tool = load_tool('extract_features')
+    tool.main([str(videos), str(one), '--ann', ann, *args])
+    # The interrupted run: one video done, no query yet.
+    tool.main([str(videos), str(two), *args, '--max-videos', '1'])
+    args = ['--ann', ann, *args]
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO_ROOT, PORT='29541')
+    proc = subprocess.run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_extract.sh'), '2',
+                           str(videos), str(two), *args], env=env, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 prints the merged report once: 2 new videos, 1 skipped, the 3 queries
+    assert proc.stdout.count('extracted 2 video(s), skipped 1 already done, 3 query') == 1, \
+        proc.stdout
+    for sub in ('clip_features', 'clip_text_features'):
+        names = sorted(os.listdir(one / sub))
+        assert names and names == sorted(os.listdir(two / sub)), sub
+        for n in names:
+            a, b = np.load(one / sub / n), np.load(two / sub / n)
+            assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), n
+    report = json.loads((two / 'extract_report.json').read_text())
+    assert report['processes'] == 2 and len(report['extracted']) == 2
+    assert report['skipped'] == ['synth_0000'] and report['queries'] == 3

@@ -163,11 +163,16 @@ def test_missing_config_and_checkpoint_errors(tmp_path, load_tool):
         load_tool('test').main([DEMO, str(tmp_path / 'nope.pth')])
 
 
-def test_amp_on_cpu_is_a_clear_error(tmp_path, load_tool):
+def test_amp_without_cuda_selects_bfloat16_autocast(tmp_path):
+    """``--amp`` on a CPU-only machine resolves to BF16AutocastOptimWrapper (what it does in
+    training: tests/engine/test_optim_wrapper.py); with CUDA, MMEngine's AmpOptimWrapper."""
+    from mmvpeft.apis import load_config
+    cfg = load_config(DEMO, str(tmp_path), None, 'none', True)
     if torch.cuda.is_available():
-        pytest.skip('this machine has CUDA')
-    with pytest.raises(RuntimeError, match='--amp needs a CUDA device'):
-        load_tool('train').main([DEMO, '--amp', '--work-dir', str(tmp_path)])
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    else:
+        assert cfg.optim_wrapper.type == 'BF16AutocastOptimWrapper'
+        assert 'loss_scale' not in cfg.optim_wrapper
 
 
 def test_two_processes_match_one(tmp_path):

@@ -13,7 +13,8 @@ attaches READ (recurrence over words: one-directional, hence causal), LoRA, ... 
 self-attention blocks (unimodal blocks first, then the multimodal ones; cross-attention
 blocks take no method).
 """
-from typing import Dict, List, Optional, Sequence
+import contextlib
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from mmengine.model import BaseModule
 from open_clip.transformer import MultimodalTransformer, Transformer
 from torch import nn
 
+from mmvpeft.models.peft.block import PEFTBlock
 from mmvpeft.models.peft.layout import SequenceLayout
 from mmvpeft.registry import MODELS
 from mmvpeft.models.backbones.tower import PEFTTowerMixin
@@ -302,48 +304,274 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
         return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(),
                                ignore_index=-100)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, max_len: int = 20,
-                 beam_size: int = 1, length_penalty: float = 0.0) -> List[List[int]]:
+                 beam_size: int = 1, length_penalty: float = 0.0, min_len: int = 0,
+                 use_cache: Optional[bool] = None, return_scores: bool = False
+                 ) -> Union[List[List[int]], Tuple[List[List[int]], List[float]]]:
         """Greedy (``beam_size=1``) or beam-search decoding.
 
         Args:
             memory, memory_mask: as :meth:`forward`, (B, S, W) and (B, S).
             max_len (int): most generated tokens per sequence, EOT included.
-            beam_size (int): beams; 1 is greedy.
+            beam_size (int): beams; 1 is greedy. The beams of all B items run as one batch.
             length_penalty (float): beam scores are sum(log p) / length ** length_penalty
                 (0: plain sum).
+            min_len (int): EOT is not allowed before this many words (0: any time).
+            use_cache (bool, optional): decode word by word with a key/value cache
+                (:class:`DecoderCache`; same tokens and scores, up to rounding). ``None``
+                (default): use it whenever every PETL method of the decoder can run word by
+                word (a bidirectional READ cannot); True: require it (the error names the
+                method that prevents it); False: re-run the whole prefix at every step.
+            return_scores (bool): also return the chosen sequences' scores (sum of log p,
+                normalised by the length penalty for beams).
 
         Returns:
-            list[list[int]]: B token lists, without SOT and EOT.
+            list[list[int]]: B token lists, without SOT and EOT; with ``return_scores``, a
+            tuple (token lists, B float scores).
 
         Raises:
-            ValueError: ``1 + max_len`` exceeds the context length (the message names it).
+            ValueError: ``1 + max_len`` exceeds the context length (the message names it),
+                or ``use_cache=True`` with a method that cannot run word by word.
         """
         if max_len < 1:
             raise ValueError(f'max_len must be >= 1, got {max_len}')
         self.check_length(1 + max_len, f'max_len={max_len} (plus the start token)')
+        blockers = self.cache_blockers()
+        if use_cache and blockers:
+            raise ValueError('use_cache=True, but the decoder cannot decode word by word: '
+                             + '; '.join(blockers))
+        if use_cache is None:
+            use_cache = not blockers
         # Search runs over vocabulary rows; the step maps them back to CLIP ids.
-        step = self._step_fn(memory, memory_mask)
+        step = (DecoderCache(self, memory, memory_mask) if use_cache else
+                self._step_fn(memory, memory_mask))
         sot, eot = (self.sot_token_id, self.eot_token_id) if self.vocab_ids is None else (
             self.sot_index, self.eot_index)
         start = torch.full((memory.shape[0], 1), sot, dtype=torch.long, device=memory.device)
         if beam_size == 1:
-            rows = greedy_search(step, start, eot, max_len)
+            rows, scores = greedy_search(step, start, eot, max_len, min_len=min_len,
+                                         return_scores=True)
         else:
-            rows = beam_search(step, start, eot, max_len, beam_size, length_penalty)
-        if self.vocab_ids is None:
-            return rows
-        return [self.vocab_ids[torch.tensor(r, dtype=torch.long)].tolist() if r else []
-                for r in rows]
+            rows, scores = beam_search(step, start, eot, max_len, beam_size, length_penalty,
+                                       min_len=min_len, return_scores=True)
+        if self.vocab_ids is not None:
+            rows = [self.vocab_ids[torch.tensor(r, dtype=torch.long)].tolist() if r else []
+                    for r in rows]
+        return (rows, scores) if return_scores else rows
+
+    def cache_blockers(self) -> List[str]:
+        """Why the decoder cannot decode word by word with a key/value cache (empty: it can).
+
+        A PETL handler at a site that sees the word layout (``pre_block``, ``attention``,
+        ``attn_branch``, ``mlp_branch``) must say it can run on the newest words only
+        (``incremental``: per-token adapters, a one-directional READ); handlers at the
+        projection sites (LoRA) act per token by their signature.
+        """
+        out = []
+        for i, block in enumerate(self.blocks()):
+            if not isinstance(block, PEFTBlock):
+                continue
+            for site in ('pre_block', 'attention', 'attn_branch', 'mlp_branch'):
+                for name, owner in zip(block.peft_sites.get(site, ()),
+                                       block.peft_owners.get(site, ())):
+                    if site == 'attention' or not getattr(getattr(block, name), 'incremental',
+                                                          False):
+                        out.append(f'{owner} ({name} at the {site} of self-attention block '
+                                   f'{i}) needs the whole word sequence')
+        return out
 
     def _step_fn(self, memory, memory_mask):
         def step(rows_seq: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
             mem, mask = (memory, memory_mask) if rows is None else (memory[rows],
                                                                     memory_mask[rows])
             tokens = self.to_token(rows_seq)
-            return self(tokens, mem, mask)[:, -1].float().log_softmax(-1)
+            return _log_softmax(self(tokens, mem, mask)[:, -1])
         return step
+
+
+class DecoderCache:
+    """Key/value cache of one :meth:`VideoTextDecoder.generate` call, used as its step.
+
+    Cross-attention keys and values of the memory (video and text context) are projected
+    once per batch item; every self-attention block keeps the keys and values of the words
+    seen so far; PETL methods that recur over words (READ) keep their carried state in
+    :attr:`states` (handed to the blocks as ``SequenceLayout.step_cache``). A call then runs
+    the decoder on the newest words only, which gives what a full forward over the whole
+    prefix gives at those positions (the self-attention is causal, READ one-directional).
+
+    It follows the step protocol of :mod:`.generation`: ``cache(tokens (N, L), rows)``
+    returns the (N, V) next-token log-probabilities; ``reorder(parents)`` gathers every
+    cached tensor after beam search picked new beams.
+
+    Args:
+        decoder (VideoTextDecoder): the decoder (in eval mode, under ``no_grad``).
+        memory (Tensor): (B, S, W) from :meth:`VideoTextDecoder.encode_memory`.
+        memory_mask (Tensor): (B, S) bool, True at valid memory positions.
+    """
+
+    def __init__(self, decoder: 'VideoTextDecoder', memory: torch.Tensor,
+                 memory_mask: torch.Tensor):
+        self.dec = decoder
+        dtype = decoder.token_embedding.weight.dtype
+        memory = memory.to(dtype)
+        # (B, 1, 1, S) additive mask, broadcast over heads and queries.
+        bias = torch.zeros(memory_mask.shape, dtype=dtype, device=memory.device)
+        self.bias = bias.masked_fill(~memory_mask.bool(), float('-inf'))[:, None, None]
+        self.cross_q: list = []
+        self.cross = [self._cross_kv(blk, memory) for blk in decoder.decoder.cross_attn]
+        self.blocks = list(decoder.blocks())
+        self.peft = [isinstance(b, PEFTBlock) for b in self.blocks]
+        # Per self-attention block: keys and values (2, N, H, context, d), filled up to
+        # ``length`` (allocated at the first call, when N is known).
+        self.self_kv: List[Optional[torch.Tensor]] = [None] * len(self.blocks)
+        self.states: dict = {}
+        self.length = 0
+        self._rows: Optional[torch.Tensor] = None
+        self._rows_kv: Optional[list] = None
+
+    # ---- step protocol -------------------------------------------------------------------
+    def reorder(self, parents: torch.Tensor) -> None:
+        """Row i of every cached tensor becomes row ``parents[i]`` of the previous step's.
+
+        Args:
+            parents (Tensor): (N,) int64 positions in the previous call's batch.
+        """
+        self.self_kv = [None if kv is None else kv[:, parents] for kv in self.self_kv]
+        self.states = {m: tuple(t[parents] for t in s) if isinstance(s, tuple) else s[parents]
+                       for m, s in self.states.items()}
+
+    def __call__(self, tokens: torch.Tensor, rows: Optional[torch.Tensor] = None
+                 ) -> torch.Tensor:
+        """Next-token log-probabilities after each prefix.
+
+        Args:
+            tokens (Tensor): (N, L) vocabulary rows, L > the positions already cached;
+                only the new ones are read.
+            rows (Tensor, optional): (N,) batch item of each prefix (None: prefix i is
+                item i).
+
+        Returns:
+            Tensor: (N, V) float32 (or float64) log-probabilities.
+        """
+        dec = self.dec
+        n_new = tokens.shape[1] - self.length
+        if n_new < 1:
+            raise ValueError(f'the cache holds {self.length} positions; a step needs at least '
+                             f'one new token, got prefixes of length {tokens.shape[1]}')
+        dec.check_length(tokens.shape[1])
+        new = tokens[:, self.length:]
+        x = dec.token_embedding(new) + dec.positional_embedding[self.length:tokens.shape[1]]
+        layout = SequenceLayout(batch_size=tokens.shape[0], step_cache=self.states)
+        n_uni = len(dec.text.resblocks) if dec.text is not None else 0
+        cross_kv = self._cross_for(rows)
+        with (dec.run_blocks(layout) if any(self.peft) else contextlib.nullcontext()):
+            for i, block in enumerate(self.blocks):
+                if i == n_uni and dec.text is not None:
+                    x = dec.text_ln(x)
+                x = self._self_block(i, block, x, layout)
+                if i >= n_uni:
+                    x = self._cross_block(i - n_uni, x, *cross_kv[i - n_uni])
+        if n_uni == len(self.blocks) and dec.text is not None:  # no multimodal layer
+            x = dec.text_ln(x)
+        self.length = tokens.shape[1]
+        return _log_softmax(dec.decoder.ln_final(x[:, -1]) @ dec.decoder.text_projection)
+
+    # ---- pieces --------------------------------------------------------------------------
+    @staticmethod
+    def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+        """(N, L, D) -> (N, H, L, D/H)."""
+        n, length, d = x.shape
+        return x.view(n, length, heads, d // heads).transpose(1, 2)
+
+    @staticmethod
+    def _merge(x: torch.Tensor) -> torch.Tensor:
+        """(N, H, L, d) -> (N, L, H*d)."""
+        n, h, length, d = x.shape
+        return x.transpose(1, 2).reshape(n, length, h * d)
+
+    def _cross_kv(self, blk: nn.Module, memory: torch.Tensor):
+        """Keys and values (B, H, S, d) of the memory in one cross-attention block (with
+        the mask (B, 1, 1, S)), and its query projection's weight and bias."""
+        d = blk.attn.embed_dim
+        w, b = blk.attn.in_proj_weight, blk.attn.in_proj_bias
+        mem = blk.ln_1_kv(memory)
+        k = F.linear(mem, w[d:2 * d], None if b is None else b[d:2 * d])
+        v = F.linear(mem, w[2 * d:], None if b is None else b[2 * d:])
+        heads = blk.attn.num_heads
+        self.cross_q.append((w[:d], None if b is None else b[:d]))
+        # Contiguous per head: the attention of every step reads them.
+        return (self._heads(k, heads).contiguous(), self._heads(v, heads).contiguous(),
+                self.bias)
+
+    def _cross_for(self, rows: Optional[torch.Tensor]) -> list:
+        """The cross keys / values / mask gathered for the prefixes' batch items (the
+        gather is kept while the rows stay the same, as during greedy decoding)."""
+        if rows is None:
+            return self.cross
+        if self._rows is None or not torch.equal(self._rows, rows):
+            self._rows = rows.clone()
+            self._rows_kv = [tuple(t[rows] for t in kv) for kv in self.cross]
+        return self._rows_kv
+
+    def _cross_block(self, j: int, x: torch.Tensor, k: torch.Tensor,
+                     v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """open_clip's cross-attention ``ResidualAttentionBlock`` ``j`` on the newest words."""
+        blk = self.dec.decoder.cross_attn[j]
+        q = F.linear(blk.ln_1(x), *self.cross_q[j])
+        o = F.scaled_dot_product_attention(self._heads(q, blk.attn.num_heads), k, v,
+                                           attn_mask=bias)
+        x = x + blk.ls_1(blk.attn.out_proj(self._merge(o)))
+        return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+
+    def _self_block(self, i: int, block: nn.Module, x: torch.Tensor,
+                    layout: SequenceLayout) -> torch.Tensor:
+        """One causal self-attention block (plain or with PETL sites) on the newest words,
+        appending their keys and values to the block's cache."""
+        peft = self.peft[i]
+        if peft:
+            for m in block._handlers('pre_block'):
+                x = m.pre_block(x, layout)
+        h = block.ln_1(x)
+        if peft:
+            qkv = torch.cat(block.project_qkv(h), dim=-1)
+        else:
+            qkv = F.linear(h, block.attn.in_proj_weight, block.attn.in_proj_bias)
+        heads = block.attn.num_heads
+        n, n_new = qkv.shape[:2]
+        qkv = qkv.view(n, n_new, 3, heads, -1).permute(2, 0, 3, 1, 4)  # (3, N, H, n, d)
+        if self.self_kv[i] is None:  # room for the whole context, written in place
+            self.self_kv[i] = qkv.new_empty(2, n, heads, self.dec.context_length,
+                                            qkv.shape[-1])
+        start, end = self.length, self.length + n_new
+        kv = self.self_kv[i]
+        kv[:, :, :, start:end] = qkv[1:]
+        q, k, v = qkv[0], kv[0, :, :, :end], kv[1, :, :, :end]
+        total = end
+        mask = None
+        if n_new > 1:  # new word j (position total - n_new + j) sees positions up to itself
+            mask = torch.ones(n_new, total, dtype=torch.bool, device=x.device).tril(
+                total - n_new)
+        o = self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        a = block.ls_1(block.project_out(o) if peft else block.attn.out_proj(o))
+        if peft:
+            for m in block._handlers('attn_branch'):
+                a = m.attn_branch(a, layout)
+        x = x + a
+        h = block.ln_2(x)
+        mlp = (block.peft_mlp(h) if peft and (block.peft_sites.get('mlp_fc')
+                                               or block.peft_sites.get('mlp_proj'))
+               else block.mlp(h))
+        m = block.ls_2(mlp)
+        if peft:
+            for handler in block._handlers('mlp_branch'):
+                m = handler.mlp_branch(m, layout)
+        return x + m
+
+
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities in float32 at least (bf16 / fp16 logits are upcast, float64 kept)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
 
 
 def _init_multimodal(decoder: MultimodalTransformer) -> None:

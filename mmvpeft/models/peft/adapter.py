@@ -52,7 +52,10 @@ class BottleneckAdapter(nn.Module):
         """(.., D) -> (.., D)."""
         return x + self.up(self.act(self.down(x)))
 
-    # Site handlers: the adapter acts per token, so the layout plays no part.
+    # Site handlers: the adapter acts per token, so the layout plays no part (and a decoder
+    # may run it on the newest word only, with a key/value cache).
+    incremental = True
+
     def attn_branch(self, a: torch.Tensor, layout: Optional[SequenceLayout]) -> torch.Tensor:
         return self(a)
 

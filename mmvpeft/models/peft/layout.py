@@ -55,6 +55,11 @@ class SequenceLayout:
         grid_size (tuple, optional): (h, w) patch grid of a vision tower.
         aux (dict): per-forward scratch space and outputs of the methods (e.g. READ's states);
             the tower turns it into the ``aux`` dict of its output.
+        step_cache (dict, optional): set by a text decoder generating word by word with a
+            key/value cache: a block input then holds only the newest words (B, n, D) of
+            sequences whose earlier words were already processed, and a method that acts
+            across words keeps its carried state here, keyed by its module, batch first
+            (the decoder reorders it with the beams). ``None``: whole sequences.
     """
     batch_size: int
     num_frames: Optional[int] = None
@@ -63,6 +68,7 @@ class SequenceLayout:
     num_prefix_tokens: int = 0
     grid_size: Optional[tuple] = None
     aux: Dict[str, Any] = field(default_factory=dict)
+    step_cache: Optional[Dict[Any, Any]] = None
 
     @property
     def is_video(self) -> bool:

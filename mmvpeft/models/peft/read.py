@@ -130,6 +130,36 @@ class ReadAdapter(nn.Module):
             delta = torch.where(mask.unsqueeze(-1), delta, 0.0)
         return x + delta
 
+    @property
+    def incremental(self) -> bool:
+        """Whether the adapter can run word by word from a carried state (a decoder's
+        key/value cache): a one-directional recurrence can, a bidirectional one cannot."""
+        return not self.bidirectional
+
+    def step(self, x: torch.Tensor, state=None):
+        """Continues the recurrence over the newest positions of unpadded sequences.
+
+        Args:
+            x (Tensor): (B, n, D) the n newest positions.
+            state: the carried RNN state returned by the previous call, batch first
+                ((B, 1, r), or a pair of them for an LSTM); ``None`` at the first positions.
+
+        Returns:
+            tuple: (B, n, D) adapted ``x`` (what :meth:`forward` gives at these positions
+            of the whole sequence) and the new carried state.
+        """
+        if self.bidirectional:
+            raise RuntimeError('a bidirectional READ adapter reads later words, so it cannot '
+                               'run word by word; decode without the key/value cache')
+        if state is not None:  # batch first -> the RNN's (layers, B, r)
+            state = (tuple(s.transpose(0, 1).contiguous() for s in state)
+                     if isinstance(state, tuple) else state.transpose(0, 1).contiguous())
+        h, new = self.rnn(self.down(x), state)
+        self.last_states = h
+        new = tuple(s.transpose(0, 1) for s in new) if isinstance(new, tuple) else \
+            new.transpose(0, 1)
+        return x + self.dropout(self.up(self.act(h))), new
+
     def mlp_branch(self, branch: torch.Tensor, layout: Optional[SequenceLayout]) -> torch.Tensor:
         """PETL site handler: adapts the FFN branch ``ls_2(mlp(ln_2(x)))`` of a block.
 
@@ -147,6 +177,10 @@ class ReadAdapter(nn.Module):
                 'its backbone (or wrap the call in peft_context(...)) so the adapter knows '
                 'the frame/word layout')
         raw = layout.aux.setdefault('read_states_raw', [])
+        if not layout.is_video and layout.step_cache is not None:  # newest words only
+            out, layout.step_cache[self] = self.step(branch, layout.step_cache.get(self))
+            raw.append(self.last_states)
+            return out
         if not layout.is_video:  # text: (B, L, D), recurrence over words
             out = self(branch, layout.mask)
             raw.append(self.last_states)

@@ -54,7 +54,9 @@ class VideoCaptioner(VideoLanguageModel):
         memory (str): ``'patches'`` (every frame's patch tokens, T*P memory tokens) or
             ``'frames'`` (one projected CLIP embedding per frame, T tokens).
         generation (dict): ``max_len`` (20), ``beam_size`` (1 = greedy),
-            ``length_penalty`` (0).
+            ``length_penalty`` (0), ``min_len`` (0), ``use_cache`` (None: the decoder's
+            key/value cache whenever its PETL methods allow; see
+            :meth:`VideoTextDecoder.generate`).
         tokenizer (str): open_clip model whose tokenizer decodes generated ids.
         pred_key (str): the data-sample key of the generated text: ``'pred_text'``
             (captions, summaries; read by ``CaptionMetric``) or ``'pred_answer'`` (QA as
@@ -92,7 +94,8 @@ class VideoCaptioner(VideoLanguageModel):
         self.memory = memory
         self.generation = dict(dict(max_len=20, beam_size=1, length_penalty=0.0),
                                **(generation or {}))
-        unknown = set(self.generation) - {'max_len', 'beam_size', 'length_penalty'}
+        unknown = set(self.generation) - {'max_len', 'beam_size', 'length_penalty', 'min_len',
+                                          'use_cache'}
         if unknown:
             raise ValueError(f'unknown generation options {sorted(unknown)}')
         self.decoder.check_length(1 + self.generation['max_len'],
