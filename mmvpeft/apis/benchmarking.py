@@ -150,6 +150,63 @@ def time_training_steps(model: torch.nn.Module, inputs: dict, samples: list, ste
     return out
 
 
+def saved_bytes(model: torch.nn.Module, fn) -> Tuple[int, object]:
+    """Bytes a forward keeps for backward, counted exactly; returns ``(bytes, fn())``.
+
+    Every tensor autograd saves while ``fn()`` runs passes through a
+    ``torch.autograd.graph.saved_tensors_hooks`` pack hook, and every input of a region
+    checkpointed inside (:mod:`mmvpeft.models.peft.checkpoint`) is reported too: a
+    checkpointed region holds its inputs, not its activations, until backward. The result is
+    the sum of ``nbytes`` over the distinct storages among them (views of one storage count
+    once), leaving out ``model``'s parameters and buffers (weights are held anyway). It
+    depends only on the model, the inputs and the code path, not on the machine or allocator.
+
+    Args:
+        model: the model whose weights are left out.
+        fn: runs the forward (and the loss) whose graph is measured; its return value is
+            passed back, so the caller can run backward on it.
+    """
+    from mmvpeft.models.peft.checkpoint import observe_checkpoint_inputs
+
+    def key(t: torch.Tensor):
+        st = t.untyped_storage()
+        return (t.device.type, t.device.index, st.data_ptr()), st.nbytes()
+
+    weights = {key(t)[0] for t in list(model.parameters()) + list(model.buffers())}
+    seen: Dict[tuple, int] = {}
+
+    def record(t: torch.Tensor) -> None:
+        if t.layout != torch.strided or t.device.type == 'meta':
+            return
+        k, n = key(t)
+        if k not in weights and n:
+            seen[k] = n
+
+    def pack(t):
+        record(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            observe_checkpoint_inputs(record):
+        out = fn()
+    return sum(seen.values()), out
+
+
+def set_grad_checkpointing(model: torch.nn.Module, enabled: bool) -> List[str]:
+    """Turns activation checkpointing on or off in every part of ``model`` that has the switch
+    (CLIP towers, the decoder: ``set_grad_checkpointing``; the cross-modal encoder:
+    ``grad_checkpointing``); returns their names."""
+    names = []
+    for name, module in model.named_modules():
+        if hasattr(module, 'set_grad_checkpointing') and hasattr(module, 'blocks'):
+            module.set_grad_checkpointing(enabled)
+            names.append(name)
+        elif type(module).__name__ == 'CrossModalEncoder':
+            module.grad_checkpointing = bool(enabled)
+            names.append(name)
+    return names
+
+
 def benchmark_model(cfg, batch_size: int, num_clips: int, num_words: int, steps: int,
                     device: str, inputs: Optional[tuple] = None, prefix_cache: bool = False,
                     amp: bool = False, compile: bool = False) -> dict:

@@ -26,7 +26,7 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
 
     Args:
         model_name, pretrained, model_cfg, frozen, peft, adapter, adapter_layers,
-        prefix_cache, init_cfg: as in :class:`CLIPVisionBackbone`; READ runs its
+        prefix_cache, grad_checkpointing, init_cfg: as in :class:`CLIPVisionBackbone`; READ runs its
             recurrence over words, masked by ``text_mask``.
     """
 
@@ -39,6 +39,7 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
                  adapter: Optional[dict] = None,
                  adapter_layers: Sequence[int] = (-1, ),
                  prefix_cache: Optional[str] = None,
+                 grad_checkpointing: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg)
@@ -68,6 +69,7 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
 
         self.tower_kind = 'text'
         self.setup_peft(frozen, peft, adapter, adapter_layers)
+        self.set_grad_checkpointing(grad_checkpointing)
         self.setup_prefix_cache(dict(model_name=model_name, pretrained=pretrained,
                                      model_cfg=model_cfg), prefix_cache)
 
