@@ -5,6 +5,8 @@ solver against POT on the same batch shapes.
                                      [--num-words 16] [--steps 5] [--device cpu|cuda]
                                      [--prefix-cache] [--amp] [--compile]
                                      [--cfg-options k=v ...]
+    python tools/benchmark.py CONFIG --synthetic --memory [--clips 32 64 128]
+                                     [--batch-size 1] [--memory-in-process]
 
 ``--prefix-cache`` alternates steps on the decoded batch and on the same batch as a float16
 frozen-prefix cache feeds it (tools/build_prefix_cache.py), and prints both medians and their
@@ -12,6 +14,15 @@ ratio; decoding is excluded from both (the batch is decoded once). ``--amp`` run
 losses under bfloat16 autocast (CPU or CUDA); ``--compile`` compiles every tower block with
 ``torch.compile``. The PVLA line times the solver at the batch's state shapes, and PVLA's
 share of a step.
+
+``--memory`` (with ``--synthetic``) measures one training step per setting instead of timing:
+clips (frames) per video from ``--clips``, activation checkpointing off / on in every part that
+has the switch, and decoded frames / a float16 frozen-prefix cache. Per setting it prints the
+bytes the forward keeps for backward (a line with "saved"; counted exactly through
+saved-tensor hooks, model weights left out, so the figure is the same on any machine of one
+device type), the peak resident memory of the process (``ru_maxrss``; each setting runs in a
+fresh process unless ``--memory-in-process``) and on CUDA ``torch.cuda.max_memory_allocated``,
+then a Markdown table of all settings.
 
 ``--synthetic`` feeds random inputs of the config's shape (frames at the pipeline's image
 size, or clip features of the encoder's width) instead of reading the dataset, so a config
@@ -105,12 +116,74 @@ def parse_args(argv=None):
     parser.add_argument('--decode-video', metavar='VIDEO',
                         help='also time decoding VIDEO with the config\'s transforms '
                         '(num-clips clips) against loading its float16 prefix-cache file')
+    parser.add_argument('--memory', action='store_true',
+                        help='measure memory per setting (clips x checkpointing x prefix '
+                        'cache) instead of timing; needs --synthetic')
+    parser.add_argument('--clips', type=int, nargs='+', default=[32, 64, 128],
+                        help='clips (frames) per video for --memory')
+    parser.add_argument('--memory-in-process', action='store_true',
+                        help='run the --memory settings in this process (faster; the peak '
+                        'RSS is then the whole run\'s)')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
 
+def _mib(n: float) -> str:
+    return f'{n / 2**20:.1f} MiB'
+
+
+def memory_main(args) -> list:
+    """``--memory``: one line per setting as it finishes, then a Markdown table."""
+    from mmvpeft.apis.benchmarking import memory_settings
+    if not args.synthetic:
+        raise SystemExit('--memory measures synthetic batches: add --synthetic')
+    print(f'config: {args.config} | device: {args.device} | batch {args.batch_size} | '
+          f'torch {torch.__version__}')
+    rss_what = ('ru_maxrss of a fresh process per setting, building the model included'
+                if not args.memory_in_process else 'ru_maxrss of this whole run so far')
+
+    def show(r):
+        head = (f'clips {r["num_clips"]:>4} | checkpointing {"on " if r["checkpointing"] else "off"}'
+                f' | prefix cache {"on " if r["prefix_cache"] else "off"}')
+        if 'error' in r:
+            print(f'{head}: not run ({r["error"]})')
+            return
+        line = (f'{head}: saved for backward {_mib(r["saved_bytes"])} '
+                f'({r["saved_bytes"]:,} bytes) | peak RSS {r["peak_rss_mib"]:.0f} MiB '
+                f'({rss_what}; {r["rss_before_mib"]:.0f} MiB before the step)')
+        if 'peak_allocated_mib' in r:
+            line += f' | peak CUDA allocated {r["peak_allocated_mib"]:.0f} MiB'
+        print(line, flush=True)
+
+    results = memory_settings(args.config, args.cfg_options, args.clips, args.batch_size,
+                              args.num_words, args.device,
+                              fresh_process=not args.memory_in_process, on_result=show)
+    ok = [r for r in results if 'error' not in r]
+    by_key = {(r['num_clips'], r['prefix_cache'], r['checkpointing']): r for r in ok}
+    for (n, cache, ckpt), r in sorted(by_key.items()):
+        plain = by_key.get((n, cache, False))
+        if ckpt and plain and r['saved_bytes']:
+            print(f'clips {n}, prefix cache {"on" if cache else "off"}: checkpointing saved '
+                  f'{plain["saved_bytes"] / r["saved_bytes"]:.2f}x fewer bytes for backward')
+    cuda = any('peak_allocated_mib' in r for r in ok)
+    print()
+    print('| clips | checkpointing | prefix cache | saved for backward (MiB) | peak RSS (MiB) |'
+          + (' peak CUDA allocated (MiB) |' if cuda else ''))
+    print('| --- | --- | --- | --- | --- |' + (' --- |' if cuda else ''))
+    for r in ok:
+        row = (f'| {r["num_clips"]} | {"on" if r["checkpointing"] else "off"} | '
+               f'{"on" if r["prefix_cache"] else "off"} | {r["saved_bytes"] / 2**20:.1f} | '
+               f'{r["peak_rss_mib"]:.0f} |')
+        if cuda:
+            row += f' {r.get("peak_allocated_mib", float("nan")):.0f} |'
+        print(row)
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.memory:
+        return memory_main(args)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

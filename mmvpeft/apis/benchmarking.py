@@ -150,6 +150,63 @@ def time_training_steps(model: torch.nn.Module, inputs: dict, samples: list, ste
     return out
 
 
+def saved_bytes(model: torch.nn.Module, fn) -> Tuple[int, object]:
+    """Bytes a forward keeps for backward, counted exactly; returns ``(bytes, fn())``.
+
+    Every tensor autograd saves while ``fn()`` runs passes through a
+    ``torch.autograd.graph.saved_tensors_hooks`` pack hook, and every input of a region
+    checkpointed inside (:mod:`mmvpeft.models.peft.checkpoint`) is reported too: a
+    checkpointed region holds its inputs, not its activations, until backward. The result is
+    the sum of ``nbytes`` over the distinct storages among them (views of one storage count
+    once), leaving out ``model``'s parameters and buffers (weights are held anyway). It
+    depends only on the model, the inputs and the code path, not on the machine or allocator.
+
+    Args:
+        model: the model whose weights are left out.
+        fn: runs the forward (and the loss) whose graph is measured; its return value is
+            passed back, so the caller can run backward on it.
+    """
+    from mmvpeft.models.peft.checkpoint import observe_checkpoint_inputs
+
+    def key(t: torch.Tensor):
+        st = t.untyped_storage()
+        return (t.device.type, t.device.index, st.data_ptr()), st.nbytes()
+
+    weights = {key(t)[0] for t in list(model.parameters()) + list(model.buffers())}
+    seen: Dict[tuple, int] = {}
+
+    def record(t: torch.Tensor) -> None:
+        if t.layout != torch.strided or t.device.type == 'meta':
+            return
+        k, n = key(t)
+        if k not in weights and n:
+            seen[k] = n
+
+    def pack(t):
+        record(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            observe_checkpoint_inputs(record):
+        out = fn()
+    return sum(seen.values()), out
+
+
+def set_grad_checkpointing(model: torch.nn.Module, enabled: bool) -> List[str]:
+    """Turns activation checkpointing on or off in every part of ``model`` that has the switch
+    (CLIP towers, the decoder: ``set_grad_checkpointing``; the cross-modal encoder:
+    ``grad_checkpointing``); returns their names."""
+    names = []
+    for name, module in model.named_modules():
+        if hasattr(module, 'set_grad_checkpointing') and hasattr(module, 'blocks'):
+            module.set_grad_checkpointing(enabled)
+            names.append(name)
+        elif type(module).__name__ == 'CrossModalEncoder':
+            module.grad_checkpointing = bool(enabled)
+            names.append(name)
+    return names
+
+
 def benchmark_model(cfg, batch_size: int, num_clips: int, num_words: int, steps: int,
                     device: str, inputs: Optional[tuple] = None, prefix_cache: bool = False,
                     amp: bool = False, compile: bool = False) -> dict:
@@ -184,6 +241,120 @@ def benchmark_model(cfg, batch_size: int, num_clips: int, num_words: int, steps:
     result['model'] = model
     result['inputs'] = inputs
     return result
+
+
+def _current_rss_mib() -> float:
+    """Resident memory of this process now (Linux ``/proc/self/statm``), MiB."""
+    import os
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def memory_setting(cfg, batch_size: int, num_clips: int, num_words: int, device: str,
+                   checkpointing: bool, prefix_cache: bool, lr: float = 1e-4) -> dict:
+    """Memory of one training step (forward, backward, AdamW) in one setting.
+
+    Builds ``cfg.model``, turns activation checkpointing on or off in every part that has the
+    switch (:func:`set_grad_checkpointing`), and feeds a synthetic batch of ``num_clips``
+    clips (frames) per video, decoded or, with ``prefix_cache``, as a float16 frozen-prefix
+    cache would feed it (:func:`prefix_inputs`).
+
+    Returns:
+        dict: ``saved_bytes`` (:func:`saved_bytes` of the forward and losses: exact, the
+        same on every machine for one device type), ``rss_before_mib`` (this process's
+        resident memory before the step), ``peak_rss_mib`` (``ru_maxrss``: the peak of the
+        whole process so far, building the model included; run each setting in a fresh
+        process to compare them), on CUDA ``peak_allocated_mib``
+        (``torch.cuda.max_memory_allocated`` over the step), ``prefix_start`` (per tower,
+        with ``prefix_cache``), ``checkpointed`` (the parts switched) and ``losses``.
+    """
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = MODELS.build(cfg.model).to(dev).train()
+    parts = set_grad_checkpointing(model, checkpointing)
+    if checkpointing and not parts:
+        raise ValueError('the model has no part with an activation-checkpointing switch')
+    inputs, samples = synthetic_batch(cfg, batch_size, num_clips, num_words, dev)
+    out = dict(checkpointed=parts if checkpointing else [], num_clips=num_clips,
+               batch_size=batch_size, checkpointing=checkpointing, prefix_cache=prefix_cache)
+    if prefix_cache:
+        starts = {t.tower_kind: t.prefix_start() for t in model.towers()}
+        if not any(starts.values()):
+            raise ValueError('no tower of this model has a frozen prefix to cache (every '
+                             'tower trains from block 0)')
+        with torch.no_grad():
+            inputs = prefix_inputs(model, inputs)
+        out['prefix_start'] = starts
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=lr)
+    if dev.type == 'cuda':
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    out['rss_before_mib'] = _current_rss_mib()
+
+    def forward():
+        losses = model(inputs, samples, mode='loss')
+        return losses, model.parse_losses(losses)[0]
+
+    out['saved_bytes'], (losses, total) = saved_bytes(model, forward)
+    optim.zero_grad()
+    total.backward()
+    optim.step()
+    if dev.type == 'cuda':
+        torch.cuda.synchronize(dev)
+        out['peak_allocated_mib'] = torch.cuda.max_memory_allocated(dev) / 2**20
+    out['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out['losses'] = {k: float(v.detach()) for k, v in losses.items()}
+    return out
+
+
+def memory_setting_from_file(config: str, cfg_options: Optional[dict], **kwargs) -> dict:
+    """:func:`memory_setting` on ``config`` (a path) with ``cfg_options`` merged: what a fresh
+    process runs, so its peak resident memory is this setting's alone."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmvpeft'))
+    return memory_setting(cfg, **kwargs)
+
+
+def memory_settings(config: str, cfg_options: Optional[dict], clips: List[int],
+                    batch_size: int, num_words: int, device: str,
+                    checkpointing=(False, True), prefix_cache=(False, True),
+                    fresh_process: bool = True, on_result=None) -> List[dict]:
+    """:func:`memory_setting` for every combination of ``clips`` x ``checkpointing`` x
+    ``prefix_cache``, each in a fresh (spawned) process unless ``fresh_process=False``.
+
+    A setting that cannot run (a prefix cache for a model whose towers all train from block
+    0) gives a dict with ``error`` instead. ``on_result(dict)`` is called as each finishes.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    results = []
+    for n in clips:
+        for cache in prefix_cache:
+            for ckpt in checkpointing:
+                kwargs = dict(batch_size=batch_size, num_clips=n, num_words=num_words,
+                              device=device, checkpointing=ckpt, prefix_cache=cache)
+                try:
+                    if fresh_process:
+                        ctx = multiprocessing.get_context('spawn')
+                        with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+                            r = ex.submit(memory_setting_from_file, config, cfg_options,
+                                          **kwargs).result()
+                    else:
+                        r = memory_setting_from_file(config, cfg_options, **kwargs)
+                except ValueError as e:
+                    r = dict(num_clips=n, checkpointing=ckpt, prefix_cache=cache, error=str(e))
+                r['fresh_process'] = fresh_process
+                results.append(r)
+                if on_result is not None:
+                    on_result(r)
+    return results
 
 
 def decode_vs_cache(cfg, video_path: str, num_clips: int, repeat: int = 3,

@@ -31,6 +31,34 @@ def random_weights(node):
             random_weights(value)
 
 
+def one_cpu_step(cfg, model):
+    """One AdamW step on a CPU at the smallest batch that trains (retrieval's InfoNCE needs
+    two videos; grounding takes one), two clips (one frame each for retrieval) at the
+    config's 224 px: the ViT-L/14 configs' "builds and takes a CPU step" check, run on the
+    model this test already built (a second ViT-L build costs more than the step)."""
+    from mmvpeft.apis.benchmarking import synthetic_batch
+    retrieval = cfg.model.type == 'VideoTextRetriever'
+    inputs, samples = synthetic_batch(cfg, batch_size=2 if retrieval else 1,
+                                      num_clips=1 if retrieval else 2, num_words=8,
+                                      device='cpu')
+    model.train()
+    losses = model(inputs, samples, mode='loss')
+    total, _ = model.parse_losses(losses)
+    assert torch.isfinite(total), losses
+    total.backward()
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            assert p.grad is None, n
+    moved = {n: p.detach().clone() for n, p in trained.items()
+             if p.grad is not None and p.grad.abs().sum() > 0}
+    assert moved and all(torch.isfinite(p.grad).all() for p in trained.values()
+                         if p.grad is not None)
+    torch.optim.AdamW(trained.values(), lr=1e-4).step()
+    assert all(not torch.equal(moved[n], trained[n]) for n in moved)
+    return moved
+
+
 @pytest.fixture
 def no_hub(monkeypatch):
     """Any attempt to fetch weights fails the test instead of reaching the network."""
@@ -66,6 +94,12 @@ def test_config_builds_with_random_weights_and_no_data(path, tmp_path, monkeypat
     assert trainable, 'a config that trains nothing'
     assert all(torch.isfinite(p).all() for p in trainable)
     assert os.listdir(tmp_path) == [], 'building the model read or wrote data'
+    if 'vitl14' in osp.basename(path):
+        assert cfg.model.video_backbone.model_name == 'ViT-L-14'
+        assert model.video_backbone.width == 1024 and len(model.video_backbone.blocks()) == 24
+        moved = one_cpu_step(cfg, model)
+        in_towers = [n for n in moved if n.split('.')[0].endswith('backbone')]
+        assert in_towers, 'the CLIP towers\' PEFT method got no gradient'
     if cfg.model.type == 'VideoQA':
         assert model.head.num_answers == cfg.model.get(
             'num_answers', len((cfg.model.get('answer_vocab') or {}).get('answers') or []))

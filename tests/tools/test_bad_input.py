@@ -879,3 +879,22 @@ def test_demo_tool_warns_on_a_lying_video_and_refuses_a_3_hour_one(tmp_path, loa
         result = demo.main([long, 'a red circle moves up', '--config', READ_DEMO,
                             '--out', str(tmp_path / 'b.png'), '--cfg-options', 'max_clips=16'])
     assert len(result['saliency']) == 16 and osp.isfile(tmp_path / 'b.png')
+
+# ---------------------------------------------------------------- i18-ckpt (issue 18: memory)
+
+def test_memory_benchmark_needs_synthetic_inputs(load_tool):
+    with pytest.raises(SystemExit, match='--memory measures synthetic batches: add --synthetic'):
+        load_tool('benchmark').main([READ_DEMO, '--memory', '--clips', '2'])
+
+
+def test_memory_setting_without_a_frozen_prefix_says_so_and_the_others_run(load_tool, capsys):
+    """A prefix cache needs a frozen prefix; with every tower training from block 0 the
+    cache settings are reported as not run, with the reason, and the others still run."""
+    results = load_tool('benchmark').main([
+        READ_DEMO, '--synthetic', '--memory', '--memory-in-process', '--clips', '2',
+        '--batch-size', '2', '--num-words', '4', '--cfg-options',
+        'model.video_backbone.frozen=False', 'model.text_backbone.frozen=False'])
+    out = capsys.readouterr().out
+    assert [('error' in r) for r in results] == [False, False, True, True]
+    assert out.count('not run (no tower of this model has a frozen prefix to cache') == 2
+    assert all(r['saved_bytes'] > 0 for r in results[:2])

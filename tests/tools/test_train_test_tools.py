@@ -214,7 +214,9 @@ def _read_options(data_root, epochs, extra=()):
 
 def test_two_processes_match_one_read_pvla_adamw(tmp_path):
     """READ in both frozen CLIP towers + PVLA + AdamW (read_demo.py): gloo DDP with 2 x
-    batch 2 ends with the same weights as 1 process with batch 4."""
+    batch 2 ends with the same weights as 1 process with batch 4. The 2-process run also
+    checkpoints activations in both towers and the encoder (exact, so the weights agree all
+    the same: checkpointing composes with DDP)."""
     data = str(tmp_path / 'data')
     common = ['train_dataloader.sampler.seed=0', 'train_dataloader.dataset.indices=8',
               'train_cfg.val_interval=100', 'default_hooks.checkpoint.save_best=None',
@@ -227,7 +229,10 @@ def test_two_processes_match_one_read_pvla_adamw(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = ['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), READ_DEMO, '2',
            '--work-dir', str(tmp_path / 'two'),
-           *_read_options(data, 2, common + ['train_dataloader.batch_size=2'])]
+           *_read_options(data, 2, common + ['train_dataloader.batch_size=2',
+                                             'model.video_backbone.grad_checkpointing=True',
+                                             'model.text_backbone.grad_checkpointing=True',
+                                             'model.encoder.grad_checkpointing=True'])]
     proc = subprocess.run(two, env=dict(env, PORT='29534'), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = _state(tmp_path / 'one' / 'epoch_2.pth'), _state(tmp_path / 'two' / 'epoch_2.pth')

@@ -27,9 +27,9 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
 
     Args:
         model_name, pretrained, model_cfg, init_seed, frozen, peft, adapter, adapter_layers,
-        prefix_cache, init_cfg: as in :class:`CLIPVisionBackbone` (with the same
-            ``model_cfg`` and ``init_seed``, the two towers are those of one CLIP model);
-            READ runs its recurrence over words, masked by ``text_mask``.
+        prefix_cache, grad_checkpointing, init_cfg: as in :class:`CLIPVisionBackbone` (with
+            the same ``model_cfg`` and ``init_seed``, the two towers are those of one CLIP
+            model); READ runs its recurrence over words, masked by ``text_mask``.
     """
 
     def __init__(self,
@@ -42,6 +42,7 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
                  adapter: Optional[dict] = None,
                  adapter_layers: Sequence[int] = (-1, ),
                  prefix_cache: Optional[str] = None,
+                 grad_checkpointing: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg,
@@ -72,6 +73,7 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
 
         self.tower_kind = 'text'
         self.setup_peft(frozen, peft, adapter, adapter_layers)
+        self.set_grad_checkpointing(grad_checkpointing)
         self.setup_prefix_cache(dict(model_name=model_name, pretrained=pretrained,
                                      model_cfg=model_cfg), prefix_cache)
 

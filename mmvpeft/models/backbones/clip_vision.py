@@ -58,6 +58,10 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
             (``tools/build_prefix_cache.py``) this tower will be fed from
             (``forward(prefix_states=...)``); its key is checked against this tower
             when it is built, and a tower whose methods touch block 0 refuses it.
+        grad_checkpointing (bool): recompute the blocks' activations in backward instead of
+            keeping them (non-reentrant, exact for every PETL method, READ included; see
+            :meth:`set_grad_checkpointing`). Less memory for about one more forward of the
+            checkpointed blocks per step. Defaults to False.
         init_cfg (dict, optional): MMEngine init config.
     """
 
@@ -74,6 +78,7 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
                  normalize: bool = True,
                  pooled_only_last_block: bool = False,
                  prefix_cache: Optional[str] = None,
+                 grad_checkpointing: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg,
@@ -100,6 +105,7 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
             visual.image_size, (tuple, list)) else (visual.image_size, visual.image_size)
         self.setup_peft(frozen, peft, adapter, adapter_layers, adapter_mode)
         self.set_pooled_only(pooled_only_last_block)
+        self.set_grad_checkpointing(grad_checkpointing)
         self.setup_prefix_cache(dict(model_name=model_name, pretrained=pretrained,
                                      model_cfg=model_cfg), prefix_cache)
 

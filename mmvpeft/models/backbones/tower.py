@@ -41,6 +41,24 @@ class PEFTTowerMixin:
         self.peft_methods: List[BasePEFTMethod] = apply_peft(self, cfgs, frozen)
         self.train(self.training)
 
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute every block's activations in backward instead of keeping them.
+
+        Non-reentrant (a frozen stem still passes gradients to the methods after it), and
+        exact for every PETL method: recomputes replay the layout the block first ran with
+        (:mod:`mmvpeft.models.peft.checkpoint`). Blocks that record no graph (frozen blocks
+        before the first trainable one, or a frozen-prefix cache's cut) run plainly, so with a
+        prefix cache the blocks after the cut are the ones checkpointed. Applies to training
+        forwards only: under ``torch.no_grad()`` nothing is checkpointed.
+        """
+        from mmvpeft.models.peft.block import as_peft_block
+        self.grad_checkpointing = bool(enabled)
+        for i, block in enumerate(self.blocks()):
+            if enabled:  # a plain block becomes a PETL block with no site (same computation)
+                block = as_peft_block(block, i)
+            if hasattr(block, 'peft_sites'):
+                block.peft_checkpoint = bool(enabled)
+
     def named_prefix_parameters(self):
         """(name, parameter) pairs of what runs before the first block (embeddings)."""
         raise NotImplementedError

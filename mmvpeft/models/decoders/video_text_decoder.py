@@ -23,6 +23,7 @@ from open_clip.transformer import MultimodalTransformer, Transformer
 from torch import nn
 
 from mmvpeft.models.peft.block import PEFTBlock
+from mmvpeft.models.peft.checkpoint import maybe_checkpoint
 from mmvpeft.models.peft.layout import SequenceLayout
 from mmvpeft.registry import MODELS
 from mmvpeft.models.backbones.tower import PEFTTowerMixin
@@ -95,6 +96,10 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
             use the training captions' words. Inputs and outputs stay CLIP token ids; a
             pretrained decoder keeps the rows of those tokens. The logits then have
             ``len(vocab_ids)`` columns. None: the full vocabulary.
+        grad_checkpointing (bool): recompute the activations of every self-attention block
+            (with its PETL methods, exactly) and every cross-attention block in backward
+            instead of keeping them; training (teacher-forced) forwards only, generation runs
+            under ``no_grad`` and is unaffected. Defaults to False.
     """
 
     def __init__(self,
@@ -109,6 +114,7 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
                  eot_token_id: int = EOT_TOKEN,
                  pad_token_id: int = PAD_TOKEN,
                  vocab_texts: Optional[Sequence[str]] = None,
+                 grad_checkpointing: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if model_cfg is not None:
@@ -158,6 +164,7 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
 
         self.tower_kind = 'text'
         self.setup_peft(frozen, peft)
+        self.set_grad_checkpointing(grad_checkpointing)
         for p in self.memory_parameters():
             p.requires_grad_(True)
 
@@ -282,7 +289,9 @@ class VideoTextDecoder(PEFTTowerMixin, BaseModule):
                 x = self.text_ln(self.text(x, attn_mask=causal))
             for block, cross_block in zip(self.decoder.resblocks, self.decoder.cross_attn):
                 x = block(x, attn_mask=causal)
-                x = cross_block(x, k_x=memory, v_x=memory, attn_mask=cross)
+                # Self-attention blocks checkpoint themselves (set_grad_checkpointing).
+                x = maybe_checkpoint(self.grad_checkpointing, cross_block, x, memory, memory,
+                                     cross)
         return self.decoder.ln_final(x) @ self.decoder.text_projection
 
     def loss(self, tokens: torch.Tensor, token_mask: torch.Tensor, memory: torch.Tensor,

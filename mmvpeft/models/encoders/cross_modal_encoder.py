@@ -7,6 +7,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import nn
 
+from mmvpeft.models.peft.checkpoint import maybe_checkpoint
 from mmvpeft.registry import MODELS
 
 
@@ -89,6 +90,9 @@ class CrossModalEncoder(BaseModule):
         adapter: optional READ adapter config (``type='ReadAdapter', hidden_dim=...``)
             inserted in the layers named by ``adapter_in``.
         adapter_in: which layer groups get adapters: subset of ``('text', 'video', 'fusion')``.
+        grad_checkpointing: recompute each layer's activations in backward instead of keeping
+            them (non-reentrant; READ adapters' states keep their first-forward graph, so
+            PVLA on ``video_states`` / ``text_states`` is unchanged). Training forwards only.
 
     Forward returns a dict: ``feats (B, T, dim)``, and when the unimodal layers carry
     adapters, ``video_states (B, T, r)`` / ``text_states (B, L, r)`` of the last such layer
@@ -99,7 +103,7 @@ class CrossModalEncoder(BaseModule):
                  num_text_layers: int = 0, num_video_layers: int = 0,
                  num_fusion_layers: int = 3, fusion: str = 'joint', dropout: float = 0.1,
                  adapter: Optional[dict] = None, adapter_in=('text', 'video'),
-                 init_cfg=None):
+                 grad_checkpointing: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if fusion not in ('joint', 'cross'):
             raise ValueError(f'fusion must be "joint" or "cross", got {fusion!r}')
@@ -123,6 +127,7 @@ class CrossModalEncoder(BaseModule):
                                  for _ in range(n))
 
         self.dim, self.fusion = dim, fusion
+        self.grad_checkpointing = grad_checkpointing
         self.video_dim, self.text_dim = video_dim, text_dim
         self.video_proj, self.text_proj = proj(video_dim), proj(text_dim)
         self.text_layers = layers(num_text_layers, 'text')
@@ -149,20 +154,21 @@ class CrossModalEncoder(BaseModule):
         text = torch.where(text_mask.unsqueeze(-1), text, 0.0)
         v = self.video_proj(video) + sinusoidal_positions(video.shape[1], self.dim, video.device)
         t = self.text_proj(text) + sinusoidal_positions(text.shape[1], self.dim, text.device)
+        ckpt = self.grad_checkpointing
         for layer in self.text_layers:
-            t = layer(t, text_mask)
+            t = maybe_checkpoint(ckpt, layer, t, text_mask)
         for layer in self.video_layers:
-            v = layer(v, video_mask)
+            v = maybe_checkpoint(ckpt, layer, v, video_mask)
         out = dict(video_states=self._last_states(self.video_layers),
                    text_states=self._last_states(self.text_layers))
         if self.fusion == 'joint':
             x = torch.cat([v + self.modality_embed[0], t + self.modality_embed[1]], dim=1)
             mask = torch.cat([video_mask, text_mask], dim=1)
             for layer in self.fusion_layers:
-                x = layer(x, mask)
+                x = maybe_checkpoint(ckpt, layer, x, mask)
             v = x[:, :video.shape[1]]
         else:
             for layer in self.fusion_layers:
-                v = layer(v, video_mask, memory=t, memory_mask=text_mask)
+                v = maybe_checkpoint(ckpt, layer, v, video_mask, t, text_mask)
         out['feats'] = self.norm(v)
         return out

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 
+from .checkpoint import checkpoint_block, needs_checkpoint
 from .layout import SequenceLayout
 
 SITES = ('pre_block', 'attention', 'qkv', 'attn_out', 'attn_branch', 'mlp_fc', 'mlp_proj',
@@ -83,6 +84,9 @@ class PEFTBlock(ResidualAttentionBlock):
     # the block then computes attention for that query only, and the MLP and the methods'
     # branch handlers on that token only (same result for it, tested).
     peft_pooled_only: bool = False
+    # Set by a tower built with ``grad_checkpointing=True``: the block's activations are
+    # recomputed in backward instead of kept (:mod:`mmvpeft.models.peft.checkpoint`).
+    peft_checkpoint: bool = False
 
     def _handlers(self, site: str) -> List[nn.Module]:
         return [getattr(self, name) for name in self.peft_sites.get(site, ())]
@@ -95,6 +99,13 @@ class PEFTBlock(ResidualAttentionBlock):
         if k_x is not None or v_x is not None:
             raise ValueError('PETL blocks are self-attention blocks; cross-attention '
                              '(k_x / v_x) is not supported')
+        if self.peft_checkpoint and needs_checkpoint(self, q_x):
+            return checkpoint_block(self, self.peft_forward, q_x, attn_mask)
+        return self.peft_forward(q_x, attn_mask)
+
+    def peft_forward(self, q_x: torch.Tensor,
+                     attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The block's computation (module docstring); :meth:`forward` may checkpoint it."""
         layout = self.peft_layout
         x = _select_valid(q_x, layout)
         for m in self._handlers('pre_block'):
