@@ -2,11 +2,16 @@
 
     python tools/demo.py VIDEO "QUERY" --config CONFIG --checkpoint CKPT --out timeline.png
                          [--gt START END ...] [--top-k 3] [--device cpu|cuda]
+                         [--window CLIPS [--stride CLIPS]]
 
 Prints the ranked windows (seconds, score) and writes a timeline PNG: frame thumbnails, the
 best windows with their scores, the per-clip saliency curve, and the ground truth when
 ``--gt`` is given. CKPT is an adapter ``.safetensors`` file (training writes
 ``adapter_latest.safetensors`` in its work dir), an MMEngine ``.pth``, or ``none``.
+
+A video longer than the model was trained on: ``--window N`` (the trained length in clips)
+predicts it in overlapping windows of ``N`` clips at the config's clip length, decoded
+window by window with a progress bar, and stitched (the config's ``long_video`` switch).
 """
 import argparse
 import os
@@ -33,6 +38,11 @@ def parse_args(argv=None):
     parser.add_argument('--top-k', type=int, default=3, help='windows drawn')
     parser.add_argument('--thumbnails', type=int, default=6, help='frames shown')
     parser.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--window', type=int, metavar='CLIPS',
+                        help='long videos: predict in overlapping windows of this many clips '
+                             '(the trained length), streamed and stitched')
+    parser.add_argument('--stride', type=int, metavar='CLIPS',
+                        help='clips between window starts (default: half the window)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     return parser.parse_args(argv)
@@ -40,7 +50,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    grounder = init_grounder(args.config, args.checkpoint, args.device, args.cfg_options)
+    if args.stride and not args.window:
+        raise ValueError('--stride needs --window')
+    long_video = dict(mode='sliding', window=args.window, stride=args.stride,
+                      progress=True) if args.window else None
+    grounder = init_grounder(args.config, args.checkpoint, args.device, args.cfg_options,
+                             long_video=long_video)
     result = grounder.predict(args.video, args.query)
     print(f'{args.video}: "{args.query}" ({result["duration"]:.1f} s)')
     for k, (s, e, score) in enumerate(result['windows'][:max(args.top_k, 5)], 1):

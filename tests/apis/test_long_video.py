@@ -86,3 +86,38 @@ def test_feature_configs_take_arrays_and_check_their_rate():
         g.predict(fine, v['text_feat'], duration=880.0, long_video=dict(feature_rate='error'))
     with pytest.raises(ValueError, match='extract_features'):
         g.predict('video.mp4', 'a query')
+
+
+def test_demo_tool_predicts_a_long_video_in_windows(long_video, tmp_path, load_tool, capsys):
+    path, info = long_video
+    out = tmp_path / 'timeline.png'
+    result = load_tool('demo').main([path, info['query'], '--config', READ_DEMO,
+                                     '--checkpoint', 'none', '--out', str(out), '--window', '8',
+                                     '--device', 'cpu', '--thumbnails', '2'])
+    assert result['num_windows'] == 9 and len(result['saliency']) == 40
+    assert str(out) in capsys.readouterr().out and out.is_file()
+
+
+def test_tools_test_grounds_in_windows_with_the_config_switch(tmp_path, load_tool):
+    """tools/test.py with long_video on the feature demo (val videos of 20-40 clips, windows
+    of 12): every query gets a saliency score per clip of its whole video."""
+    dump = tmp_path / 'preds.jsonl'
+    root = tmp_path / 'data'
+    gen = 'test_dataloader.dataset.generator'
+    load_tool('test').main([FEATURE_DEMO, 'none', '--work-dir', str(tmp_path / 'wd'),
+                            '--dump', str(dump), '--cfg-options',
+                            f'test_dataloader.dataset.data_root={root}',
+                            f'{gen}.num_train_videos=1', f'{gen}.num_val_videos=6',
+                            'long_video.window=12', 'long_video.stride=6'])
+    import json
+    preds = [json.loads(line) for line in dump.read_text().splitlines()]
+    anns = {}
+    for line in (root / 'annotations_val.jsonl').read_text().splitlines():
+        rec = json.loads(line)
+        anns[rec['qid']] = rec
+    assert len(preds) == len(anns) > 0
+    for p in preds:
+        clips = np.load(root / 'clip_features' / f'{p["vid"]}.npz')['features'].shape[0]
+        assert clips > 12 and len(p['pred_saliency_scores']) == clips
+        assert all(0 <= s < e <= anns[p['qid']]['duration'] + 1e-3
+                   for s, e, _ in p['pred_relevant_windows'])
