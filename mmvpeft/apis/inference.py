@@ -32,7 +32,7 @@ from mmengine.registry import init_default_scope
 from mmvpeft.datasets.collate import video_query_collate
 from mmvpeft.datasets.transforms.video_stream import (ClipStream, load_feature_array,
                                                       match_feature_rate)
-from mmvpeft.models.tasks.sliding_window import (count_windows, decode_stitched,
+from mmvpeft.models.tasks.sliding_window import (count_windows, finish_prediction,
                                                  plan_windows, progress_bar, run_windows)
 from mmvpeft.registry import MODELS, TRANSFORMS
 from mmvpeft.utils.adapter_io import load_adapter, read_adapter
@@ -228,24 +228,31 @@ class MomentPredictor:
 
         def forward(chunk):
             items = []
-            for s, e in chunk:
+            for runs in chunk:  # a window: clip runs put side by side (one in the sweep)
                 if stream is None:
-                    win = dict(video_feat=feat[s:e], num_clips=e - s)
+                    win = dict(video_feat=np.concatenate([feat[s:e] for s, e in runs]))
                 else:
-                    win = stream.window(s, e, keep_from=next_start.get(s))
+                    parts = [stream.window(s, e, keep_from=next_start.get(s)
+                                           if len(runs) == 1 else None) for s, e in runs]
+                    win = dict(parts[0])
+                    if len(parts) > 1:
+                        for key in ('imgs', 'frame_inds'):
+                            win[key] = np.concatenate([p[key] for p in parts])
+                win['num_clips'] = sum(e - s for s, e in runs)
                 items.append(self._post(dict(base, **win)))
             batch = video_query_collate(items)
             inputs = {k: v.to(self.device) for k, v in batch['inputs'].items()}
             return self.model(inputs, None, mode='tensor')
 
+        test_cfg = getattr(self.model, 'test_cfg', {})
         try:
             prob, dist = run_windows(forward, num_clips, lv, update)
+            pred = finish_prediction(forward, prob, dist, clip_len, duration, lv,
+                                     test_cfg.get('nms_thr', 0.7),
+                                     test_cfg.get('max_windows', 10))
         finally:
             if stream is not None:
                 stream.close()
-        test_cfg = getattr(self.model, 'test_cfg', {})
-        pred = decode_stitched(prob, dist, clip_len, duration, test_cfg.get('nms_thr', 0.7),
-                               test_cfg.get('max_windows', 10), lv['pre_nms_topk'])
         return dict(video=name, query=query if isinstance(query, str) else '<features>',
                     duration=duration, clip_len=clip_len,
                     windows=[[float(x) for x in w] for w in pred['pred_relevant_windows']],

@@ -29,6 +29,8 @@ from mmvpeft.ops.temporal_nms import temporal_nms
 LONG_VIDEO_MODES = ('sliding', 'resample')
 # Inputs with a time axis (B, T, ...) that windows slice; the rest is per-query.
 VIDEO_INPUT_KEYS = ('imgs', 'video_feat', 'video_prefix', 'video_mask')
+# A window: ``[start, end)`` clip runs of the video, put side by side.
+Window = Tuple[Tuple[int, int], ...]
 
 
 def check_long_video_cfg(cfg: Optional[dict], where: str = 'long_video') -> Optional[dict]:
@@ -46,7 +48,7 @@ def check_long_video_cfg(cfg: Optional[dict], where: str = 'long_video') -> Opti
         return None
     cfg = dict(cfg)
     known = {'mode', 'window', 'stride', 'batch_windows', 'pre_nms_topk', 'progress',
-             'feature_rate'}
+             'feature_rate', 'rescore', 'candidates', 'context'}
     unknown = set(cfg) - known
     if unknown:
         raise KeyError(f'{where}: unknown key(s) {sorted(unknown)}; expected {sorted(known)}')
@@ -70,6 +72,12 @@ def check_long_video_cfg(cfg: Optional[dict], where: str = 'long_video') -> Opti
         raise ValueError(f'{where}.batch_windows must be >= 1, got {cfg["batch_windows"]}')
     cfg['pre_nms_topk'] = int(cfg.get('pre_nms_topk') or 1000)
     cfg['progress'] = bool(cfg.get('progress', False))
+    cfg['rescore'] = bool(cfg.get('rescore', True))
+    cfg['candidates'] = int(cfg.get('candidates') or 0)  # 0: two per window
+    cfg['context'] = int(cfg.get('context', 1))
+    if cfg['candidates'] < 0 or cfg['context'] < 0:
+        raise ValueError(f'{where}.candidates and {where}.context must be >= 0, got '
+                         f'{cfg["candidates"]}, {cfg["context"]}')
     rate = cfg.setdefault('feature_rate', 'resample')
     if rate not in ('resample', 'error'):
         raise ValueError(f'{where}.feature_rate must be "resample" or "error", got {rate!r}')
@@ -199,15 +207,16 @@ def progress_bar(total: int, enabled: bool) -> Callable[[int], None]:
         return update
 
 
-def run_windows(forward: Callable[[List[Tuple[int, int]]], Dict[str, torch.Tensor]],
+def run_windows(forward: Callable[[List[Window]], Dict[str, torch.Tensor]],
                 num_clips: int, cfg: dict,
                 update: Optional[Callable[[int], None]] = None) -> Tuple[torch.Tensor,
                                                                           torch.Tensor]:
-    """Plan windows, call ``forward(spans)`` on batches of them, stitch.
+    """Plan windows, call ``forward`` on batches of them, stitch.
 
     Args:
-        forward: maps a list of ``[start, end)`` spans to head outputs ``logits (W, T')``
-            and ``dist (W, T', 2)`` with ``T' >= end - start`` (rows past a span's length,
+        forward: maps a list of windows, each a tuple of ``[start, end)`` clip runs put
+            side by side (here one run per window), to head outputs ``logits (W, T')`` and
+            ``dist (W, T', 2)`` with ``T'`` at least the window's clips (rows past them,
             padding, are ignored).
         num_clips: clips of the whole video.
         cfg: a checked ``long_video`` dict (:func:`check_long_video_cfg`).
@@ -219,12 +228,129 @@ def run_windows(forward: Callable[[List[Tuple[int, int]]], Dict[str, torch.Tenso
     spans = plan_windows(num_clips, cfg['window'], cfg['stride'])
     stitcher = WindowStitcher(num_clips, cfg['window'], cfg['stride'])
     for chunk in _batches(spans, cfg['batch_windows']):
-        out = forward(chunk)
+        out = forward([((s, e), ) for s, e in chunk])
         for k, (s, e) in enumerate(chunk):
             stitcher.add(s, e, out['logits'][k, :e - s], out['dist'][k, :e - s])
         if update is not None:
             update(len(chunk))
     return stitcher.result()
+
+
+def _proposals(prob: torch.Tensor, dist: torch.Tensor, clip_len: float,
+               duration: float) -> torch.Tensor:
+    centre = torch.arange(len(prob)) + 0.5
+    windows = torch.stack([centre - dist[:, 0], centre + dist[:, 1]], -1)
+    return (windows * clip_len).clamp(0, duration)
+
+
+def _candidate_segments(prob, windows, clip_len, cfg, num_candidates):
+    """The best proposals whose context segments do not overlap: ``[(anchor, core, seg)]``
+    with ``core``/``seg`` clip spans; a segment is the proposal plus ``context`` clips on
+    each side, at most half a window (so any two fit in one window)."""
+    n, half = len(prob), max(1, cfg['window'] // 2)
+    taken, out = [], []
+    for a in torch.argsort(prob, descending=True, stable=True)[:cfg['pre_nms_topk']].tolist():
+        s, e = windows[a].tolist()
+        c0 = min(max(int(math.floor(s / clip_len + 1e-6)), 0), n - 1)
+        c1 = min(max(int(math.ceil(e / clip_len - 1e-6)), c0 + 1), n)
+        c0, c1 = min(c0, a), max(c1, a + 1)  # the anchor clip is always inside
+        lo, hi = max(0, c0 - cfg['context']), min(n, c1 + cfg['context'])
+        if hi - lo > half:  # a long proposal: keep half a window around its anchor
+            lo = max(0, min(a - half // 2, n - half))
+            hi = lo + half
+            c0, c1 = max(c0, lo), min(c1, hi)
+        if any(lo < t1 and t0 < hi for t0, t1 in taken):
+            continue
+        taken.append((lo, hi))
+        out.append((a, (c0, c1), (lo, hi)))
+        if len(out) >= num_candidates:
+            break
+    return out
+
+
+def rescore_candidates(forward: Callable[[List[Window]], Dict[str, torch.Tensor]],
+                       prob: torch.Tensor, dist: torch.Tensor, clip_len: float,
+                       duration: float, cfg: dict, nms_thr: float = 0.7,
+                       max_windows: int = 10,
+                       update: Optional[Callable[[int], None]] = None) -> dict:
+    """Calibrate the best proposals of all windows against each other, then decode.
+
+    A grounding model is trained on videos that contain the queried moment, so it learns
+    to rank clips *within* a video: a window without the moment still scores its most
+    similar event high. Scores of different windows are made comparable by letting the
+    model compare the candidates side by side: the best proposals of the whole video
+    (``candidates`` of them, at least two per window by default; each with ``context``
+    clips around it) are packed, in time order, into windows of at most ``window`` clips;
+    in each window the better half (by the model's best score over the candidate's clips)
+    goes on to the next round, until one window holds the rest. A candidate's score is
+    ``(rounds won + its last score) / (rounds + 1)``; the other proposals follow, scored
+    ``prob / (rounds + 1)``, and one NMS over all gives the windows.
+
+    Args:
+        forward: as in :func:`run_windows` (windows of several runs side by side).
+        prob, dist: stitched per-clip outputs (:func:`run_windows`).
+        clip_len, duration: seconds per clip, seconds of the video.
+        cfg: a checked ``long_video`` dict.
+
+    Returns:
+        As :func:`decode_stitched`.
+    """
+    n = len(prob)
+    windows = _proposals(prob, dist, clip_len, duration)
+    num = cfg['candidates'] or 2 * count_windows(n, cfg)
+    cands = _candidate_segments(prob, windows, clip_len, cfg, num)
+    level = {i: 0 for i in range(len(cands))}
+    score = {i: float(prob[c[0]]) for i, c in enumerate(cands)}
+    alive = sorted(range(len(cands)), key=lambda i: cands[i][2][0])
+    rounds = 0
+    while len(alive) > 1:
+        groups, cur, used = [], [], 0
+        for i in alive:  # greedy packing in time order
+            seg_len = cands[i][2][1] - cands[i][2][0]
+            if cur and used + seg_len > cfg['window']:
+                groups.append(cur)
+                cur, used = [], 0
+            cur.append(i)
+            used += seg_len
+        groups.append(cur)
+        rounds += 1
+        for chunk in _batches(groups, cfg['batch_windows']):
+            out = forward([tuple(cands[i][2] for i in g) for g in chunk])
+            p = out['logits'].detach().float().sigmoid().cpu()
+            for k, g in enumerate(chunk):
+                offset = 0
+                for i in g:
+                    (c0, c1), (lo, hi) = cands[i][1], cands[i][2]
+                    score[i] = float(p[k, offset + c0 - lo:offset + c1 - lo].max())
+                    level[i] = rounds
+                    offset += hi - lo
+            if update is not None:
+                update(len(chunk))
+        if len(groups) == 1:
+            break
+        alive = []
+        for g in groups:
+            ranked = sorted(g, key=lambda i: -score[i])
+            alive += ranked[:len(g) - len(g) // 2]
+        alive.sort(key=lambda i: cands[i][2][0])
+    final = prob / (rounds + 1)
+    for i, (a, _, _) in enumerate(cands):
+        final[a] = (level[i] + score[i]) / (rounds + 1)
+    order = torch.argsort(final, descending=True, stable=True)[:cfg['pre_nms_topk']]
+    keep = order[temporal_nms(windows[order], final[order], nms_thr, max_windows)]
+    pred = torch.cat([windows[keep], final[keep, None]], dim=1)
+    return dict(pred_relevant_windows=pred.tolist(), pred_saliency_scores=prob.tolist())
+
+
+def finish_prediction(forward, prob, dist, clip_len, duration, cfg, nms_thr=0.7,
+                      max_windows=10, update=None) -> dict:
+    """Decode stitched outputs: with ``cfg['rescore']`` (and more than one window) through
+    :func:`rescore_candidates`, else :func:`decode_stitched`."""
+    if cfg['rescore'] and count_windows(len(prob), cfg) > 1:
+        return rescore_candidates(forward, prob, dist, clip_len, duration, cfg, nms_thr,
+                                  max_windows, update)
+    return decode_stitched(prob, dist, clip_len, duration, nms_thr, max_windows,
+                           cfg['pre_nms_topk'])
 
 
 def count_windows(num_clips: int, cfg: dict) -> int:
@@ -250,13 +376,18 @@ def sliding_window_predict(model, inputs: dict, data_samples: List[dict], cfg: d
         per_query = {k: v[b:b + 1] for k, v in inputs.items() if k not in VIDEO_INPUT_KEYS}
 
         def forward(chunk, b=b, per_query=per_query):
-            win = {k: torch.cat([inputs[k][b:b + 1, s:e] for s, e in chunk])
-                   for k in VIDEO_INPUT_KEYS if k in inputs}
+            pieces = {k: [torch.cat([inputs[k][b, s:e] for s, e in runs]) for runs in chunk]
+                      for k in VIDEO_INPUT_KEYS if k in inputs}
+            longest = max(len(x) for x in pieces['video_mask'])
+            win = {}
+            for k, rows in pieces.items():  # pad composed windows to one length, masked
+                win[k] = torch.stack([torch.cat([x, x.new_zeros((longest - len(x), ) +
+                                                                x.shape[1:])]) for x in rows])
             win.update({k: v.expand(len(chunk), *v.shape[1:]) for k, v in per_query.items()})
             return model(win, None, mode='tensor')
 
         prob, dist = run_windows(forward, n, cfg)
-        preds.append(decode_stitched(prob, dist, float(sample['clip_len']),
-                                     float(sample.get('duration', n * sample['clip_len'])),
-                                     nms_thr, max_windows, cfg['pre_nms_topk']))
+        preds.append(finish_prediction(
+            forward, prob, dist, float(sample['clip_len']),
+            float(sample.get('duration', n * sample['clip_len'])), cfg, nms_thr, max_windows))
     return preds

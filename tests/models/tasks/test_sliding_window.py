@@ -10,7 +10,8 @@ from mmengine.registry import init_default_scope
 
 import mmvpeft  # noqa: F401
 from mmvpeft.models.tasks.sliding_window import (WindowStitcher, check_long_video_cfg,
-                                                 decode_stitched, plan_windows, run_windows)
+                                                 decode_stitched, finish_prediction,
+                                                 plan_windows, run_windows)
 from mmvpeft.registry import MODELS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -42,14 +43,24 @@ def test_plan_and_cfg_refuse_bad_values():
     assert check_long_video_cfg(dict(window=9))['stride'] == 4
 
 
-def _fake_forward(signal, dist, edge_error=0.0):
+def _fake_forward(signal, dist, edge_error=0.0, relative=False):
     """A deterministic stand-in for the model: clip logits are the signal, except at both
-    edges of every window, where they are off by ``edge_error`` (lost context)."""
+    edges of every window, where they are off by ``edge_error`` (lost context). With
+    ``relative``, logits are the signal minus the window's best plus 3: like a model trained
+    only on videos that contain the moment, every window's best clip scores high."""
     def forward(chunk):
-        logits = torch.stack([signal[s:e].clone() for s, e in chunk])
-        logits[:, 0] += edge_error
-        logits[:, -1] += edge_error
-        return dict(logits=logits, dist=torch.stack([dist[s:e] for s, e in chunk]))
+        idx = [torch.cat([torch.arange(s, e) for s, e in runs]) for runs in chunk]
+        longest = max(len(i) for i in idx)
+        logits = torch.full((len(chunk), longest), -20.0)
+        dists = torch.zeros(len(chunk), longest, 2)
+        for k, i in enumerate(idx):
+            x = signal[i].clone()
+            if relative:
+                x = x - x.max() + 3.0
+            x[0] += edge_error
+            x[-1] += edge_error
+            logits[k, :len(i)], dists[k, :len(i)] = x, dist[i]
+        return dict(logits=logits, dist=dists)
     return forward
 
 
@@ -143,3 +154,33 @@ def test_model_predicts_long_videos_in_windows_and_short_ones_as_before():
                           for k, v in inputs.items()}, [samples[1]], mode='predict')[0]
     assert alone['pred_saliency_scores'] == pytest.approx(preds[1]['pred_saliency_scores'],
                                                           abs=1e-5)
+
+
+def _events(n, moment, distractors, strength=2.0):
+    """Signal of -4 with 3-clip events: the queried one at ``moment`` scores 5, the others
+    ``strength``; distances point to each event's ends."""
+    signal, dist = torch.full((n, ), -4.0), torch.full((n, 2), 0.5)
+    for start, value in [(moment, 5.0)] + [(d, strength) for d in distractors]:
+        for i in range(start, start + 3):
+            signal[i] = value
+            dist[i] = torch.tensor([i + 0.5 - start, start + 3 - (i + 0.5)])
+    return signal, dist
+
+
+@pytest.mark.parametrize('rescore', [True, False])
+def test_candidates_compared_side_by_side_calibrate_windows_that_lack_the_moment(rescore):
+    """Every window's best event scores high (the model ranks within a video); only the
+    side-by-side comparison of the windows' candidates finds the queried moment."""
+    n = 440
+    signal, dist = _events(n, 420, distractors=range(10, 400, 25))
+    cfg = check_long_video_cfg(dict(window=40, stride=20, rescore=rescore))
+    forward = _fake_forward(signal, dist, relative=True)
+    prob, d = run_windows(forward, n, cfg)
+    pred = finish_prediction(forward, prob, d, 2.0, 2.0 * n, cfg, max_windows=5)
+    best = pred['pred_relevant_windows'][0]
+    if rescore:
+        assert best[:2] == pytest.approx([840.0, 846.0], abs=1e-4)
+        scores = [w[2] for w in pred['pred_relevant_windows']]
+        assert scores == sorted(scores, reverse=True) and all(0 <= x <= 1 for x in scores)
+    else:  # plain stitching: an earlier window's distractor ties with the moment and wins
+        assert best[:2] != pytest.approx([840.0, 846.0], abs=1e-4)
