@@ -18,8 +18,9 @@
    what the process held before it (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``
    after a warm-up prediction; ``ru_maxrss`` where the reset is refused), and the peak of
    Python / NumPy allocations (``tracemalloc``, which sees the decoded frames but not torch's
-   own buffers), for a video of the trained length (16 s) and the long one (176 s): streamed
-   (``long_video``) and decoded whole as ``tools/test.py`` does (the model still windows).
+   own buffers), for a video of the trained length (16 s) and long ones (176 s, 352 s):
+   streamed (``long_video``, one window per forward pass) and decoded whole as
+   ``tools/test.py`` does (the model still windows).
 """
 import argparse
 import json
@@ -151,7 +152,8 @@ def _measure(args) -> None:
     import tracemalloc
     from mmvpeft.apis import init_grounder
     config = osp.join(ROOT, 'configs/demo/read_demo.py')
-    lv = dict(window=16, stride=8)
+    # one window per forward pass, as a video of the trained length has
+    lv = dict(window=16, stride=8, batch_windows=1)
     if args.measure == 'stream':
         g = init_grounder(config, None, 'cpu', long_video=lv)
     else:  # decoded whole, windows run by the model (the tools/test.py path)
@@ -185,9 +187,12 @@ def _memory(args) -> None:
     write_long_shape_video(warm, 8.0, (2, 5), size=(256, 256), seed=9)
     write_long_shape_video(short, 16.0, (10, 14), size=(256, 256), seed=1)
     write_long_shape_video(long, 176.0, (166, 170), size=(256, 256), seed=1)
+    longer = osp.join(folder, 'mem_352s.mp4')
+    write_long_shape_video(longer, 352.0, (340, 344), size=(256, 256), seed=1)
+    names = (('16 s (trained length)', short), ('176 s (11x)', long), ('352 s (22x)', longer))
     results = {}
     for mode in ('stream', 'decode-all'):
-        for name, path in (('16 s (trained length)', short), ('176 s (11x)', long)):
+        for name, path in names:
             out = subprocess.run([sys.executable, __file__, '--measure', mode, '--video', path,
                                   '--warmup', warm], check=True, capture_output=True, text=True)
             m = json.loads(out.stdout.strip().splitlines()[-1])
@@ -196,10 +201,13 @@ def _memory(args) -> None:
                   f'during predict {m["rise_mib"]:.1f} MiB ({m["how"]}), tracemalloc peak '
                   f'{m["tracemalloc_mib"]:.1f} MiB', flush=True)
     for mode in ('stream', 'decode-all'):
-        a, b = results[(mode, '16 s (trained length)')], results[(mode, '176 s (11x)')]
-        print(f'memory {mode}: long / trained-length: peak RSS x{b["peak_mib"] / a["peak_mib"]:.2f}'
-              f', rise x{b["rise_mib"] / max(a["rise_mib"], 1e-3):.2f}, tracemalloc '
-              f'x{b["tracemalloc_mib"] / max(a["tracemalloc_mib"], 1e-3):.2f}', flush=True)
+        a = results[(mode, names[0][0])]
+        for name, _ in names[1:]:
+            b = results[(mode, name)]
+            print(f'memory {mode}: {name} / trained length: peak RSS '
+                  f'x{b["peak_mib"] / a["peak_mib"]:.2f}, tracemalloc '
+                  f'x{b["tracemalloc_mib"] / max(a["tracemalloc_mib"], 1e-3):.2f}, rise '
+                  f'{a["rise_mib"]:.1f} -> {b["rise_mib"]:.1f} MiB', flush=True)
 
 
 def parse_args(argv=None):

@@ -48,7 +48,7 @@ def check_long_video_cfg(cfg: Optional[dict], where: str = 'long_video') -> Opti
         return None
     cfg = dict(cfg)
     known = {'mode', 'window', 'stride', 'batch_windows', 'pre_nms_topk', 'progress',
-             'feature_rate', 'rescore', 'candidates', 'context'}
+             'feature_rate', 'rescore', 'candidates', 'context', 'both_orders'}
     unknown = set(cfg) - known
     if unknown:
         raise KeyError(f'{where}: unknown key(s) {sorted(unknown)}; expected {sorted(known)}')
@@ -75,6 +75,7 @@ def check_long_video_cfg(cfg: Optional[dict], where: str = 'long_video') -> Opti
     cfg['rescore'] = bool(cfg.get('rescore', True))
     cfg['candidates'] = int(cfg.get('candidates') or 0)  # 0: two per window
     cfg['context'] = int(cfg.get('context', 1))
+    cfg['both_orders'] = bool(cfg.get('both_orders', True))
     if cfg['candidates'] < 0 or cfg['context'] < 0:
         raise ValueError(f'{where}.candidates and {where}.context must be >= 0, got '
                          f'{cfg["candidates"]}, {cfg["context"]}')
@@ -314,18 +315,25 @@ def rescore_candidates(forward: Callable[[List[Window]], Dict[str, torch.Tensor]
             used += seg_len
         groups.append(cur)
         rounds += 1
-        for chunk in _batches(groups, cfg['batch_windows']):
+        # Each group runs in time order and reversed, and a candidate's score is the mean
+        # of both, so where a candidate sits in the window (a model's position prior) does
+        # not decide.
+        orders = [g for g in groups] + [g[::-1] for g in groups] if cfg['both_orders'] \
+            else list(groups)
+        sums = {i: 0.0 for g in groups for i in g}
+        for chunk in _batches(orders, cfg['batch_windows']):
             out = forward([tuple(cands[i][2] for i in g) for g in chunk])
             p = out['logits'].detach().float().sigmoid().cpu()
             for k, g in enumerate(chunk):
                 offset = 0
                 for i in g:
                     (c0, c1), (lo, hi) = cands[i][1], cands[i][2]
-                    score[i] = float(p[k, offset + c0 - lo:offset + c1 - lo].max())
-                    level[i] = rounds
+                    sums[i] += float(p[k, offset + c0 - lo:offset + c1 - lo].max())
                     offset += hi - lo
             if update is not None:
                 update(len(chunk))
+        for i in sums:
+            score[i], level[i] = sums[i] / (len(orders) // len(groups)), rounds
         if len(groups) == 1:
             break
         alive = []
