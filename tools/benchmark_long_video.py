@@ -51,6 +51,14 @@ def _train(config: str, work_dir: str, epochs: int, extra=()) -> str:
     return adapter
 
 
+def _same_frozen_base() -> None:
+    """The demos' towers are random (no pretrained weights) and an adapter file holds the
+    trained tensors only: rebuild the towers from the seed training built them with
+    (MMEngine's ``randomness.seed``, 0 in the demos)."""
+    from mmengine.runner import set_random_seed
+    set_random_seed(0)
+
+
 def _features(args, adapter: str) -> None:
     import numpy as np
     from mmvpeft.apis import init_grounder
@@ -90,7 +98,9 @@ def _frames(args, adapter: str) -> None:
 
     window, duration = 16, 176.0
     config = osp.join(ROOT, 'configs/demo/read_demo.py')
+    _same_frozen_base()
     g = init_grounder(config, adapter, 'cpu', long_video=dict(window=window, stride=8))
+    _same_frozen_base()
     old = init_grounder(config, adapter, 'cpu', cfg_options={
         'test_dataloader.dataset.pipeline': _with_max_clips(config, window)})
     rows = []
