@@ -12,6 +12,10 @@ best windows with their scores, the per-clip saliency curve, and the ground trut
 A video longer than the model was trained on: ``--window N`` (the trained length in clips)
 predicts it in overlapping windows of ``N`` clips at the config's clip length, decoded
 window by window with a progress bar, and stitched (the config's ``long_video`` switch).
+
+The model is the one training validated (random-weight towers come from the config's
+``init_seed``), so the same arguments always print the same windows. A blank query, or a
+``--gt`` window outside the video, is refused with an error naming the argument.
 """
 import argparse
 import os
@@ -22,6 +26,7 @@ import numpy as np
 from mmengine.config import DictAction
 
 from mmvpeft.apis import init_grounder
+from mmvpeft.apis.inference import check_gt_windows, check_query
 from mmvpeft.visualization import draw_timeline, read_thumbnails
 
 
@@ -43,6 +48,9 @@ def parse_args(argv=None):
                              '(the trained length), streamed and stitched')
     parser.add_argument('--stride', type=int, metavar='CLIPS',
                         help='clips between window starts (default: half the window)')
+    parser.add_argument('--allow-base-mismatch', action='store_true',
+                        help='load a checkpoint trained on another frozen base (a warning '
+                        'instead of an error)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     return parser.parse_args(argv)
@@ -50,13 +58,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_query(args.query, 'query (the second argument)')  # before building anything
     if args.stride and not args.window:
         raise ValueError('--stride needs --window')
     long_video = dict(mode='sliding', window=args.window, stride=args.stride,
                       progress=True) if args.window else None
     grounder = init_grounder(args.config, args.checkpoint, args.device, args.cfg_options,
-                             long_video=long_video)
+                             long_video=long_video,
+                             allow_base_mismatch=args.allow_base_mismatch)
     result = grounder.predict(args.video, args.query)
+    gt = check_gt_windows(args.gt, result['duration'], result['clip_len'], what='--gt')
     print(f'{args.video}: "{args.query}" ({result["duration"]:.1f} s)')
     for k, (s, e, score) in enumerate(result['windows'][:max(args.top_k, 5)], 1):
         print(f'  {k}. {s:7.2f} - {e:7.2f} s  score {score:.3f}')
@@ -64,7 +75,7 @@ def main(argv=None):
     times = ((np.arange(n) + 0.5) * result['duration'] / n).tolist() if n else []
     img = draw_timeline(result['duration'], result['windows'], result['saliency'],
                         result['clip_len'], read_thumbnails(args.video, times),
-                        gt_windows=args.gt, query=args.query, top_k=args.top_k)
+                        gt_windows=gt or None, query=args.query, top_k=args.top_k)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     if not cv2.imwrite(args.out, img):
         raise OSError(f'cannot write {args.out}')

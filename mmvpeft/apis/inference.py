@@ -9,7 +9,13 @@ then ask it where a query happens.
     result['saliency']   # one score per clip of result['clip_len'] seconds
 
 The video is decoded with the config's test pipeline (its clip length, frame size and
-tokenizer), so predictions match what ``tools/test.py`` computes for the same file.
+tokenizer), so predictions match what ``tools/test.py`` computes for the same file. The
+model is the trained one exactly: random-weight CLIP towers (the demo configs) are rebuilt
+from the config's ``init_seed``, whatever the caller's RNG state, and the checkpoint's
+frozen-base fingerprint (adapter file or ``.pth``) is checked against them.
+
+Inputs the datasets refuse are refused here too: a blank query, and ground-truth windows
+(``predict(..., gt_windows=...)``) that are reversed or lie outside the video.
 
 Long videos: with ``long_video=dict(mode='sliding', window=W)`` (in the config, or passed to
 :func:`init_grounder`) a video of any length is cut into clips at the config's
@@ -20,6 +26,7 @@ array or ``.npz`` / ``.npy`` file as the video and a ``(L, D)`` word-feature arr
 as the query.
 """
 import copy
+import math
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -36,11 +43,63 @@ from mmvpeft.models.tasks.sliding_window import (count_windows, finish_predictio
                                                  plan_windows, progress_bar, run_windows)
 from mmvpeft.registry import MODELS, TRANSFORMS
 from mmvpeft.utils.adapter_io import load_adapter, read_adapter
+from mmvpeft.utils.checkpoint import check_checkpoint_file
 from .config_checks import apply_knob_options, read_config
 from .long_video import apply_long_video
 
 _VIDEO_LOADERS = ('LoadVideoClips', 'LoadVideoFrames')
 _FEATURE_LOADERS = ('LoadClipFeatures', 'LoadTextFeatures')
+
+
+def check_query(query, what: str = 'query') -> str:
+    """The query, stripped; a ``TypeError`` / ``ValueError`` naming ``what`` unless it is a
+    string holding text (the datasets refuse a blank query too: it would be encoded as
+    [SOT, EOT] and predicted on)."""
+    if not isinstance(query, str):
+        raise TypeError(f'{what} must be a str, got {type(query).__name__}')
+    if not query.strip():
+        raise ValueError(f'{what} is empty or blank ({query!r}); give the text to ground')
+    return query.strip()
+
+
+def check_gt_windows(windows, duration: float, clip_len: float,
+                     what: str = 'gt_windows') -> List[List[float]]:
+    """Ground-truth windows as ``[[start, end], ...]`` floats, checked against the video.
+
+    Each window must be two finite numbers with ``0 <= start < end``, starting before the
+    video's end and ending at most one clip past it (the decoded length can fall short of a
+    window drawn to the annotated end by up to a clip). A window outside the video would
+    only be drawn off the timeline, so it is an error naming ``what``.
+
+    Args:
+        windows: ``(M, 2)`` seconds, or None.
+        duration: the video's length in seconds (as decoded).
+        clip_len: seconds per clip of the config.
+        what: the argument's name in messages (``--gt`` for the demo tool).
+
+    Returns:
+        list: the windows as floats, ends beyond ``duration`` cut to it; empty for None.
+    """
+    if windows is None:
+        return []
+    out = []
+    for k, w in enumerate(windows):
+        if (not isinstance(w, (list, tuple, np.ndarray)) or len(w) != 2 or any(
+                isinstance(x, bool) or not isinstance(x, (int, float, np.floating,
+                                                          np.integer)) for x in w)):
+            raise ValueError(f'{what}: window {k} must be [start, end] in seconds, got {w!r}')
+        start, end = float(w[0]), float(w[1])
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise ValueError(f'{what}: window {k} [{start:g}, {end:g}] is not finite')
+        if not start < end:
+            raise ValueError(f'{what}: window {k} [{start:g}, {end:g}] is reversed or empty '
+                             '(start must be < end)')
+        if start < 0 or start >= duration or end > duration + clip_len:
+            raise ValueError(f'{what}: window {k} [{start:g}, {end:g}] s lies outside the '
+                             f'video, which is {duration:g} s long (decoded); give windows '
+                             f'within [0, {duration:g}]')
+        out.append([start, min(end, duration)])
+    return out
 
 
 def _pipeline_cfg(cfg: Config) -> list:
@@ -98,11 +157,10 @@ class MomentPredictor:
             raise ValueError('the config\'s test pipeline reads pre-extracted features; pass '
                              'a (T, D) clip-feature array or .npz file and a (L, D) word-feature '
                              'array, or extract features first with tools/extract_features.py')
+        query = check_query(query)
         if not osp.isfile(video):
             raise FileNotFoundError(f'video not found: {video}')
-        if not isinstance(query, str):
-            raise TypeError(f'query must be a str, got {type(query).__name__}')
-        item = self.pipeline(dict(qid=index, query=query.strip(), video_path=video,
+        item = self.pipeline(dict(qid=index, query=query, video_path=video,
                                   vid=osp.splitext(osp.basename(video))[0],
                                   gt_windows=np.zeros((0, 2), np.float32)))
         meta = item['data_samples']
@@ -115,12 +173,18 @@ class MomentPredictor:
                       ) -> List[dict]:
         """Predict for several ``(video_path, query)`` pairs, in batches.
 
+        Raises:
+            ValueError: a blank query (naming its index), before any video is decoded.
+
         Returns:
             One dict per pair, in order: ``video``, ``query``, ``duration`` (s), ``clip_len``
             (s per saliency entry), ``windows`` (``[[start, end, score], ...]`` in seconds,
             best first, at most ``test_cfg.max_windows``) and ``saliency`` (``(num_clips,)``
             list of per-clip highlight scores in [0, 1]).
         """
+        for i, (_, query) in enumerate(items if not self.feature_input else ()):
+            # all queries first: fail before decoding
+            check_query(query, 'query' if len(items) == 1 else f'query of pair {i}')
         if self.feature_input or (self.long_video or {}).get('mode') == 'sliding':
             return [self.predict_long(v, q) for v, q in items]
         out = []
@@ -138,12 +202,25 @@ class MomentPredictor:
                                 saliency=[float(x) for x in pred['pred_saliency_scores']]))
         return out
 
-    def predict(self, video_path, query, **kwargs) -> dict:
-        """Where ``query`` happens in ``video_path``; see :meth:`predict_batch` (and
-        :meth:`predict_long` for ``kwargs``, which route the call there)."""
+    def predict(self, video_path, query, gt_windows=None, **kwargs) -> dict:
+        """Where ``query`` happens in ``video_path``; see :meth:`predict_batch`.
+
+        Args:
+            video_path: the video file (or clip features, for a feature config).
+            query: the text to ground (not blank); word features for a feature config.
+            gt_windows: optional ``(M, 2)`` ground-truth windows in seconds, checked
+                against the decoded video (:func:`check_gt_windows`) and returned as
+                ``result['gt_windows']``.
+            **kwargs: options of :meth:`predict_long` (``duration``, ``feat_clip_len``,
+                ``progress``, ``long_video``), which route the call there.
+        """
         if kwargs:
-            return self.predict_long(video_path, query, **kwargs)
-        return self.predict_batch([(video_path, query)])[0]
+            result = self.predict_long(video_path, query, **kwargs)
+        else:
+            result = self.predict_batch([(video_path, query)])[0]
+        result['gt_windows'] = check_gt_windows(gt_windows, result['duration'],
+                                                result['clip_len'])
+        return result
 
     def _text_feat(self, query) -> np.ndarray:
         """``(L, D)`` word features, normalised as the config's ``LoadTextFeatures`` does."""
@@ -210,12 +287,11 @@ class MomentPredictor:
                         clip_len_eff=clip_len, video_duration=duration)
             stream, name = None, video if isinstance(video, str) else '<array>'
         else:
-            if not isinstance(query, str):
-                raise TypeError(f'query must be a str, got {type(query).__name__}')
+            query = check_query(query)
             stream = ClipStream(video, clip_len, int(self._loader_cfg.get('frames_per_clip', 1)),
                                 int(self._loader_cfg.get('num_threads', 1)), duration)
             num_clips, duration = stream.num_clips, stream.duration
-            base = dict(qid=0, query=query.strip(), video_path=video,
+            base = dict(qid=0, query=query, video_path=video,
                         vid=osp.splitext(osp.basename(video))[0])
             name = video
         if lv.get('window') is None:
@@ -264,19 +340,28 @@ def init_grounder(config: Optional[Union[str, Config]] = None,
                   checkpoint: Optional[str] = None,
                   device: Optional[str] = None,
                   cfg_options: Optional[dict] = None,
-                  long_video: Optional[dict] = None) -> MomentPredictor:
+                  long_video: Optional[dict] = None,
+                  allow_base_mismatch: bool = False) -> MomentPredictor:
     """Build a :class:`MomentPredictor` from a config and a checkpoint.
+
+    The model is the one training validated: its frozen towers are rebuilt from the config
+    (CLIP weights by tag or file, or random weights from the towers' ``init_seed``, never
+    from the global RNG), and the checkpoint's frozen-base fingerprint must match them.
 
     Args:
         config: config file or ``Config``; may be None when ``checkpoint`` is an adapter
             ``.safetensors`` file, which stores its config.
         checkpoint: an adapter file (``adapter_latest.safetensors``, written by training), an
-            MMEngine ``.pth`` checkpoint, or None / ``'none'`` for the model as built.
+            MMEngine ``.pth`` checkpoint (``epoch_N.pth``), or None / ``'none'`` for the model
+            as built.
         device: default ``'cuda'`` when available, else ``'cpu'``.
         cfg_options: config overrides (dotted keys), e.g. a local CLIP weight file.
         long_video: the config's ``long_video`` switch, set or overridden here, e.g.
             ``dict(mode='sliding', window=16, stride=8, progress=True)`` (see
             :mod:`mmvpeft.apis.long_video`).
+        allow_base_mismatch: load a checkpoint trained on another frozen base with a
+            warning instead of :class:`~mmvpeft.utils.fingerprint.FrozenBaseMismatchError`
+            (as ``--allow-base-mismatch`` of the tools).
     """
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if checkpoint in (None, 'none'):
@@ -298,11 +383,14 @@ def init_grounder(config: Optional[Union[str, Config]] = None,
     if long_video is not None:
         cfg.long_video = {**dict(cfg.get('long_video') or {}), **long_video}
     apply_long_video(cfg)
+    if allow_base_mismatch:
+        cfg.model.allow_base_mismatch = True
     init_default_scope(cfg.get('default_scope', 'mmvpeft'))
     model = MODELS.build(cfg.model)
     if checkpoint and checkpoint.endswith('.safetensors'):
         load_adapter(model, checkpoint)
     elif checkpoint:
         from mmengine.runner import load_checkpoint
+        check_checkpoint_file(checkpoint)
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     return MomentPredictor(model, cfg, device)
