@@ -53,8 +53,9 @@ def _train(config: str, work_dir: str, epochs: int, extra=()) -> str:
 
 def _same_frozen_base() -> None:
     """The demos' towers are random (no pretrained weights) and an adapter file holds the
-    trained tensors only: rebuild the towers from the seed training built them with
-    (MMEngine's ``randomness.seed``, 0 in the demos)."""
+    trained tensors only. The towers now come from the config's ``init_seed``; seeding the
+    global RNG as training did (``randomness.seed``, 0) also covers checkpoints of runs
+    made before that."""
     from mmengine.runner import set_random_seed
     set_random_seed(0)
 

@@ -20,7 +20,7 @@ ordinary prediction. :func:`sliding_window_predict` runs this on a batch already
 (``tools/test.py``); ``mmvpeft.apis.MomentPredictor`` streams the frames window by window.
 """
 import math
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
