@@ -2,11 +2,16 @@
 
     python tools/demo.py VIDEO "QUERY" --config CONFIG --checkpoint CKPT --out timeline.png
                          [--gt START END ...] [--top-k 3] [--device cpu|cuda]
+                         [--window CLIPS [--stride CLIPS]]
 
 Prints the ranked windows (seconds, score) and writes a timeline PNG: frame thumbnails, the
 best windows with their scores, the per-clip saliency curve, and the ground truth when
 ``--gt`` is given. CKPT is an adapter ``.safetensors`` file (training writes
 ``adapter_latest.safetensors`` in its work dir), an MMEngine ``.pth``, or ``none``.
+
+A video longer than the model was trained on: ``--window N`` (the trained length in clips)
+predicts it in overlapping windows of ``N`` clips at the config's clip length, decoded
+window by window with a progress bar, and stitched (the config's ``long_video`` switch).
 
 The model is the one training validated (random-weight towers come from the config's
 ``init_seed``), so the same arguments always print the same windows. A blank query, or a
@@ -38,6 +43,11 @@ def parse_args(argv=None):
     parser.add_argument('--top-k', type=int, default=3, help='windows drawn')
     parser.add_argument('--thumbnails', type=int, default=6, help='frames shown')
     parser.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--window', type=int, metavar='CLIPS',
+                        help='long videos: predict in overlapping windows of this many clips '
+                             '(the trained length), streamed and stitched')
+    parser.add_argument('--stride', type=int, metavar='CLIPS',
+                        help='clips between window starts (default: half the window)')
     parser.add_argument('--allow-base-mismatch', action='store_true',
                         help='load a checkpoint trained on another frozen base (a warning '
                         'instead of an error)')
@@ -49,7 +59,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     check_query(args.query, 'query (the second argument)')  # before building anything
+    if args.stride and not args.window:
+        raise ValueError('--stride needs --window')
+    long_video = dict(mode='sliding', window=args.window, stride=args.stride,
+                      progress=True) if args.window else None
     grounder = init_grounder(args.config, args.checkpoint, args.device, args.cfg_options,
+                             long_video=long_video,
                              allow_base_mismatch=args.allow_base_mismatch)
     result = grounder.predict(args.video, args.query)
     gt = check_gt_windows(args.gt, result['duration'], result['clip_len'], what='--gt')

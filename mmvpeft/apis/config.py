@@ -181,6 +181,9 @@ def resolve_config(config: str, work_dir: Optional[str] = None,
     step('schedule', lambda: scale_schedule_to_epochs(cfg))
     # 5.
     step('runtime', lambda: setattr(cfg, 'launcher', launcher))
+    if cfg.get('long_video'):  # val / test on videos longer than the trained length
+        from .long_video import apply_long_video
+        step('long_video', lambda: apply_long_video(cfg))
     if cfg.get('prefix_cache'):  # train / test from a frozen-prefix cache
         from .prefix_cache import use_prefix_cache
         step('prefix_cache', lambda: use_prefix_cache(cfg, cfg.prefix_cache))

@@ -79,8 +79,9 @@ def test_predict_returns_ranked_windows_in_seconds_and_saliency(videos, adapter)
 
 def test_feature_configs_are_refused_with_a_pointer(tmp_path):
     cfg = osp.join(REPO_ROOT, 'configs', 'demo', 'grounding_demo.py')
+    grounder = init_grounder(cfg, None, device='cpu')  # takes clip features, not video files
     with pytest.raises(ValueError, match='extract_features'):
-        init_grounder(cfg, None, device='cpu')
+        grounder.predict('my_video.mp4', 'a query')
 
 
 def test_demo_tool_writes_a_timeline_png(videos, adapter, tmp_path, load_tool, capsys):

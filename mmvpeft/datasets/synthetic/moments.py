@@ -74,6 +74,29 @@ def _make_split(rng, num_videos, split, p, concept_v, concept_t, fillers, out):
     out[f'annotations_{split}.jsonl'] = records
 
 
+def _draw_concepts(rng: np.random.Generator, p: dict) -> tuple:
+    """The first draws of the generator's stream: ``(concept_v, concept_t, fillers)``."""
+    # Concepts are unit vectors scaled to stand out of the noise; fillers carry no signal.
+    concept_v = rng.normal(size=(p['num_concepts'], p['video_dim']))
+    concept_v *= 1.5 / np.linalg.norm(concept_v, axis=1, keepdims=True) * np.sqrt(
+        p['video_dim']) * p['noise'] / 2
+    concept_t = rng.normal(size=(p['num_concepts'], p['text_dim']))
+    fillers = rng.normal(size=(p['num_fillers'], p['text_dim']))
+    return concept_v, concept_t, fillers
+
+
+def synthetic_concepts(**params) -> tuple:
+    """The concept and filler vectors :func:`generate_synthetic_moments` draws for
+    ``params`` (same seed, same vectors): ``concept_v (C, video_dim)``, ``concept_t (C,
+    text_dim)``, ``fillers (F, text_dim)``. Lets other generators (long videos) plant the
+    concepts a model trained on the set has learned."""
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f'unknown synthetic-data parameter(s): {sorted(unknown)}')
+    p = {**DEFAULTS, **params}
+    return _draw_concepts(np.random.default_rng(p['seed']), p)
+
+
 def generate_synthetic_moments(data_root: str, **params) -> str:
     """Write the synthetic set under ``data_root`` unless an identical one is there.
 
@@ -95,12 +118,7 @@ def generate_synthetic_moments(data_root: str, **params) -> str:
     if owner.up_to_date(params):
         return data_root
     rng = np.random.default_rng(p['seed'])
-    # Concepts are unit vectors scaled to stand out of the noise; fillers carry no signal.
-    concept_v = rng.normal(size=(p['num_concepts'], p['video_dim']))
-    concept_v *= 1.5 / np.linalg.norm(concept_v, axis=1, keepdims=True) * np.sqrt(
-        p['video_dim']) * p['noise'] / 2
-    concept_t = rng.normal(size=(p['num_concepts'], p['text_dim']))
-    fillers = rng.normal(size=(p['num_fillers'], p['text_dim']))
+    concept_v, concept_t, fillers = _draw_concepts(rng, p)
     files = {}  # drawn in memory first (a few MB), so the manifest lists them up front
     _make_split(rng, p['num_train_videos'], 'train', p, concept_v, concept_t, fillers, files)
     _make_split(rng, p['num_val_videos'], 'val', p, concept_v, concept_t, fillers, files)

@@ -538,6 +538,10 @@ class LoadClipFeatures(BaseTransform):
         dims: expected width of each source, checked per item; None leaves it to the
             dataset check at build time (a file wider or narrower than most of its folder's
             files is an error, see :mod:`mmvpeft.datasets.grounding.validation`).
+        feature_rate: None (default: each row is taken as ``clip_len`` seconds),
+            ``'resample'`` or ``'error'``: rows at another rate than ``clip_len`` (judged
+            against the item's ``duration``) are resampled with a warning, or refused (see
+            :func:`~.video_stream.match_feature_rate`; the ``long_video`` switch sets it).
 
     Adds:
         video_feat (T, D) float32, video_feat_files (the files read), num_clips, clip_len,
@@ -554,7 +558,12 @@ class LoadClipFeatures(BaseTransform):
                  clip_len: float = 2.0,
                  max_clips: Optional[int] = None,
                  l2_normalize: bool = True,
-                 dims: Optional[Sequence[int]] = None):
+                 dims: Optional[Sequence[int]] = None,
+                 feature_rate: Optional[str] = None):
+        if feature_rate not in (None, 'resample', 'error'):
+            raise ValueError(f'LoadClipFeatures feature_rate must be None, "resample" or '
+                             f'"error", got {feature_rate!r}')
+        self.feature_rate = feature_rate
         self.dims = None if dims is None else [int(d) for d in dims]
         self.feat_dirs = [feat_dirs] if isinstance(feat_dirs, str) else list(feat_dirs)
         for d in filter(osp.isabs, self.feat_dirs):  # relative: under the item's data_root
@@ -585,6 +594,11 @@ class LoadClipFeatures(BaseTransform):
             feats.append(f)
         num = min(len(f) for f in feats)
         feat = np.concatenate([f[:num] for f in feats], axis=-1)
+        if self.feature_rate is not None:
+            from .video_stream import match_feature_rate
+            feat, _ = match_feature_rate(feat, results.get('duration'), self.clip_len,
+                                         self.feature_rate, source=files[0])
+            num = len(feat)
         keep = uniform_subsample(num, self.max_clips)
         results['video_feat'] = feat[keep]
         results['video_feat_files'] = files

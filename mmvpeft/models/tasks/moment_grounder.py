@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 from mmvpeft.registry import MODELS
 from .base import VideoLanguageModel
 from .input_checks import check_feature_widths
+from .sliding_window import check_long_video_cfg, sliding_window_predict
 
 
 @MODELS.register_module()
@@ -29,7 +30,10 @@ class MomentGrounder(VideoLanguageModel):
         video_backbone, text_backbone, pvla_loss: see :class:`VideoLanguageModel`.
         pvla_source: ``'backbone'`` (the towers' READ states) or ``'encoder'`` (adapter
             states of the encoder's unimodal layers).
-        test_cfg: ``dict(nms_thr=0.7, max_windows=10)``.
+        test_cfg: ``dict(nms_thr=0.7, max_windows=10)``, optionally with
+            ``long_video=dict(mode='sliding', window=W, stride=S)``: a video of more than
+            ``W`` clips is predicted in overlapping windows of ``W`` clips, stitched (see
+            :mod:`.sliding_window`; the config's top-level ``long_video`` sets it).
         **kwargs: :class:`VideoLanguageModel` options (``save_trainable_only``,
             ``allow_base_mismatch``, ``allow_partial_load``, ``data_preprocessor``).
     """
@@ -51,6 +55,8 @@ class MomentGrounder(VideoLanguageModel):
         self.head = MODELS.build(head)
         self.pvla_source = pvla_source
         self.test_cfg = {**dict(nms_thr=0.7, max_windows=10), **(test_cfg or {})}
+        self.long_video = check_long_video_cfg(self.test_cfg.pop('long_video', None),
+                                               'model.test_cfg.long_video')
 
     @property
     def task_loss_keys(self) -> Tuple[str, ...]:
@@ -75,6 +81,13 @@ class MomentGrounder(VideoLanguageModel):
                 mode: str = 'tensor'):
         """MMEngine entry: ``mode`` is ``'loss'``, ``'predict'`` or ``'tensor'``."""
         check_feature_widths(self.encoder, inputs, data_samples)
+        lv = self.long_video
+        if (mode == 'predict' and lv is not None and lv['mode'] == 'sliding'
+                and inputs['video_mask'].shape[1] > lv['window']):
+            preds = sliding_window_predict(self, inputs, data_samples, lv, **self.test_cfg)
+            for pred, sample in zip(preds, data_samples):
+                pred.update({k: v for k, v in sample.items() if k not in pred})
+            return preds
         enc = self.extract_feat(inputs)
         outputs = self.head(enc['feats'], enc['video_mask'])
         if mode == 'tensor':
