@@ -3,6 +3,7 @@
     python tools/test.py CONFIG CHECKPOINT [--dump preds.jsonl] [--work-dir DIR]
                                            [--cfg-options k=v ...] [--launcher ...]
                                            [--allow-base-mismatch] [--allow-partial-load]
+                                           [--show-dir DIR] [--show-num N]
 """
 import argparse
 import os.path as osp
@@ -22,6 +23,11 @@ def parse_args(argv=None):
                              'vid, pred_relevant_windows, pred_saliency_scores); video QA, qid, '
                              'vid, question, pred_answer, answer; captioning / summarization, '
                              'id, video, prediction, references')
+    parser.add_argument('--show-dir', metavar='DIR',
+                        help='draw the model\'s predictions as PNGs into DIR (per task: '
+                             'grounding timelines, retrieval rankings, captions, QA answers)')
+    parser.add_argument('--show-num', type=int, default=20, metavar='N',
+                        help='at most N pictures with --show-dir (default 20)')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries')
     parser.add_argument('--allow-base-mismatch', action='store_true',
@@ -45,6 +51,9 @@ def main(argv=None):
                       allow_partial_load=args.allow_partial_load)
     if args.dump:
         add_submission_dump(cfg, args.dump)
+    if args.show_dir:
+        from mmvpeft.visualization import add_show_dir
+        add_show_dir(cfg, args.show_dir, args.show_num)
     try:
         return build_runner(cfg).test()
     finally:
