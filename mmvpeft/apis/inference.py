@@ -108,19 +108,17 @@ class MomentPredictor:
         return self.predict_batch([(video_path, query)])[0]
 
 
-def init_grounder(config: Optional[Union[str, Config]] = None,
-                  checkpoint: Optional[str] = None,
-                  device: Optional[str] = None,
-                  cfg_options: Optional[dict] = None) -> MomentPredictor:
-    """Build a :class:`MomentPredictor` from a config and a checkpoint.
+def build_model_for_inference(config: Optional[Union[str, Config]] = None,
+                              checkpoint: Optional[str] = None,
+                              device: Optional[str] = None,
+                              cfg_options: Optional[dict] = None
+                              ) -> Tuple[torch.nn.Module, Config, str]:
+    """Build a model from a config and load a checkpoint into it, for any task.
 
-    Args:
-        config: config file or ``Config``; may be None when ``checkpoint`` is an adapter
-            ``.safetensors`` file, which stores its config.
-        checkpoint: an adapter file (``adapter_latest.safetensors``, written by training), an
-            MMEngine ``.pth`` checkpoint, or None / ``'none'`` for the model as built.
-        device: default ``'cuda'`` when available, else ``'cpu'``.
-        cfg_options: config overrides (dotted keys), e.g. a local CLIP weight file.
+    Args: as :func:`init_grounder`.
+
+    Returns:
+        ``(model, cfg, device)``; the model is on the CPU, not yet in eval mode.
     """
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if checkpoint in (None, 'none'):
@@ -146,4 +144,21 @@ def init_grounder(config: Optional[Union[str, Config]] = None,
     elif checkpoint:
         from mmengine.runner import load_checkpoint
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    return MomentPredictor(model, cfg, device)
+    return model, cfg, device
+
+
+def init_grounder(config: Optional[Union[str, Config]] = None,
+                  checkpoint: Optional[str] = None,
+                  device: Optional[str] = None,
+                  cfg_options: Optional[dict] = None) -> MomentPredictor:
+    """Build a :class:`MomentPredictor` from a config and a checkpoint.
+
+    Args:
+        config: config file or ``Config``; may be None when ``checkpoint`` is an adapter
+            ``.safetensors`` file, which stores its config.
+        checkpoint: an adapter file (``adapter_latest.safetensors``, written by training), an
+            MMEngine ``.pth`` checkpoint, or None / ``'none'`` for the model as built.
+        device: default ``'cuda'`` when available, else ``'cpu'``.
+        cfg_options: config overrides (dotted keys), e.g. a local CLIP weight file.
+    """
+    return MomentPredictor(*build_model_for_inference(config, checkpoint, device, cfg_options))
