@@ -66,7 +66,7 @@ def build_app(grounder=None, retriever=None, top_k: int = 5):
         if grounder is not None:
             with gr.Tab('grounding'):
                 with gr.Row():
-                    video = gr.Video(label='video')
+                    video = gr.Video(label='video', height=280)
                     query = gr.Textbox(label='query', value='a red circle moves to the right')
                 button = gr.Button('find it', elem_id='ground-button')
                 timeline = gr.Image(label='timeline', type='numpy', elem_id='timeline')
