@@ -135,7 +135,7 @@ class ShowMetric(BaseMetric):
         show_num: at most this many pictures.
     """
 
-    default_prefix: Optional[str] = None
+    default_prefix: Optional[str] = 'show'  # no metric is returned; silences MMEngine's warning
     required: Tuple[str, ...] = ()
 
     def __init__(self, out_dir: str, show_num: int = 20, collect_device: str = 'cpu',

@@ -35,15 +35,14 @@ class MomentVisualizer(ShowMetric):
     def record(self, sample: dict) -> dict:
         windows = as_float_array(sample['pred_relevant_windows']).reshape(-1, 3)
         saliency = sample.get('pred_saliency_scores')
+        saliency = [] if saliency is None else as_float_array(saliency).reshape(-1).tolist()
         clip_len = float(sample.get('clip_len') or 1.0)
         gt = sample.get('gt_windows')
         duration = sample.get('duration')
         if duration is None:  # fall back to what the prediction covers
-            duration = max([clip_len * len(saliency or [])] + windows[:, 1].tolist() + [1.0])
+            duration = max([clip_len * len(saliency)] + windows[:, 1].tolist() + [1.0])
         return dict(qid=sample['qid'], query=sample.get('query', ''),
-                    windows=sort_by_score(windows).tolist(),
-                    saliency=[] if saliency is None else
-                    as_float_array(saliency).reshape(-1).tolist(),
+                    windows=sort_by_score(windows).tolist(), saliency=saliency,
                     clip_len=clip_len, duration=float(duration),
                     gt=None if gt is None else as_float_array(gt).reshape(-1, 2).tolist(),
                     video_path=sample.get('video_path'))

@@ -47,43 +47,65 @@ class RetrievalVisualizer(ShowMetric):
                     video_embed=torch.as_tensor(sample['video_embed']).detach().float().cpu(),
                     video_path=sample.get('video_path'), frame_inds=sample.get('frame_inds'))
 
-    def draw(self, results: List[dict]) -> List[Tuple[str, np.ndarray]]:
+    def rankings(self, results: List[dict]) -> Tuple[List[dict], List[dict]]:
+        """What the pictures show, ranked over all videos / captions of ``results``.
+
+        Returns:
+            ``(t2v, v2t)``. Each t2v entry: ``video`` (index into the de-duplicated
+            videos), ``caption`` (its first caption), ``rank`` (1-based rank of the video for
+            it), ``top`` ``[(video index, score)]`` best first (stable on ties). Each v2t
+            entry: ``video``, ``rank`` (of its best caption), ``top`` ``[(caption index,
+            score)]``. Also sets :attr:`videos`, :attr:`captions` and :attr:`owner` (the
+            video index of each caption).
+        """
         videos, seen = [], set()
         for r in results:  # the distributed sampler repeats some videos
             if r['vid'] not in seen:
                 seen.add(r['vid'])
                 videos.append(r)
+        self.videos = videos
+        self.owner = [i for i, v in enumerate(videos) for _ in v['captions']]
+        self.captions = [c for v in videos for c in v['captions']]
         video_embeds = torch.stack([v['video_embed'] for v in videos])
-        owner = [i for i, v in enumerate(videos) for _ in v['captions']]
-        captions = [c for v in videos for c in v['captions']]
         sim = torch.cat([v['text_embeds'] for v in videos]) @ video_embeds.T  # (texts, videos)
-        k = min(self.top_k, len(videos))
-        n_t2v = (self.show_num + 1) // 2
         described = [i for i, v in enumerate(videos) if v['captions']]
-        out = []
+        n_t2v = (self.show_num + 1) // 2
+        t2v, v2t = [], []
         for i in described[:n_t2v]:
-            t = owner.index(i)  # the video's first caption
+            t = self.owner.index(i)  # the video's first caption
             scores, ranked = sim[t].sort(descending=True, stable=True)
-            rank = int((ranked == i).nonzero()[0]) + 1
-            parts = [text_block([(f'query: "{captions[t]}"', TEXT),
-                                 (f'correct video {videos[i]["vid"]} ranked {rank} of '
-                                  f'{len(videos)}', GOOD if rank == 1 else GREY)])]
-            for r, (score, j) in enumerate(zip(scores[:k].tolist(), ranked[:k].tolist()), 1):
+            t2v.append(dict(video=i, caption=t, rank=int((ranked == i).nonzero()[0]) + 1,
+                            top=list(zip(ranked[:self.top_k].tolist(),
+                                         scores[:self.top_k].tolist()))))
+        for i in described[:self.show_num - len(t2v)]:
+            scores, ranked = sim[:, i].sort(descending=True, stable=True)
+            own = [r for r, t in enumerate(ranked.tolist(), 1) if self.owner[t] == i]
+            v2t.append(dict(video=i, rank=own[0], top=list(zip(ranked[:self.top_k].tolist(),
+                                                                scores[:self.top_k].tolist()))))
+        return t2v, v2t
+
+    def draw(self, results: List[dict]) -> List[Tuple[str, np.ndarray]]:
+        t2v, v2t = self.rankings(results)
+        videos, captions, owner = self.videos, self.captions, self.owner
+        out = []
+        for n, hit in enumerate(t2v):
+            i = hit['video']
+            parts = [text_block([(f'query: "{captions[hit["caption"]]}"', TEXT),
+                                 (f'correct video {videos[i]["vid"]} ranked {hit["rank"]} of '
+                                  f'{len(videos)}', GOOD if hit['rank'] == 1 else GREY)])]
+            for r, (j, score) in enumerate(hit['top'], 1):
                 mark = '  (correct)' if j == i else ''
                 parts.append(text_block([(f'{r}. {videos[j]["vid"]}  score {score:.3f}{mark}',
                                           GOOD if j == i else TEXT)]))
                 parts.append(place(frame_strip(videos[j]['video_path'], height=72,
                                                frame_inds=videos[j]['frame_inds']),
                                    border=GOOD if j == i else None))
-            out.append((f't2v_{len(out):03d}_{safe_name(videos[i]["vid"])}.png',
-                        stack(parts, WIDTH)))
-        kt = min(self.top_k, len(captions))
-        for n, i in enumerate(described[:self.show_num - len(out)]):
-            scores, ranked = sim[:, i].sort(descending=True, stable=True)
-            own = [r for r, t in enumerate(ranked.tolist(), 1) if owner[t] == i]
-            lines = [(f'video {videos[i]["vid"]}: its best caption ranked {own[0]} of '
-                      f'{len(captions)}', GOOD if own[0] == 1 else GREY)]
-            for r, (score, t) in enumerate(zip(scores[:kt].tolist(), ranked[:kt].tolist()), 1):
+            out.append((f't2v_{n:03d}_{safe_name(videos[i]["vid"])}.png', stack(parts, WIDTH)))
+        for n, hit in enumerate(v2t):
+            i = hit['video']
+            lines = [(f'video {videos[i]["vid"]}: its best caption ranked {hit["rank"]} of '
+                      f'{len(captions)}', GOOD if hit['rank'] == 1 else GREY)]
+            for r, (t, score) in enumerate(hit['top'], 1):
                 mark = '  (correct)' if owner[t] == i else ''
                 lines.append((f'{r}. "{captions[t]}"  score {score:.3f}{mark}',
                               GOOD if owner[t] == i else TEXT))
