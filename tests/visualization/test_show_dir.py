@@ -2,14 +2,11 @@
 (freshly built models on tiny synthetic sets)."""
 import os
 import os.path as osp
-import sys
 
 import cv2
 import pytest
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(REPO_ROOT, 'tests', 'tools'))
-from test_train_test_tools import _tiny_options  # noqa: E402
 
 
 def _config(name):
@@ -27,6 +24,17 @@ def _video_options(data_root):
     return ['--cfg-options', f'data_root={data_root}', *opts]
 
 
+def _grounding_options(data_root):
+    """The grounding demo on 3 validation videos (its feature folders stay relative to
+    data_root)."""
+    opts = [f'data_root={data_root}']
+    for split in ('train', 'val', 'test'):
+        opts += [f'{split}_dataloader.dataset.data_root={data_root}',
+                 f'{split}_dataloader.dataset.generator.num_train_videos=8',
+                 f'{split}_dataloader.dataset.generator.num_val_videos=3']
+    return ['--cfg-options', *opts]
+
+
 def _pictures(folder):
     names = sorted(os.listdir(folder))
     for name in names:
@@ -37,7 +45,16 @@ def _pictures(folder):
 
 @pytest.fixture(scope='module')
 def video_data(tmp_path_factory):
-    return str(tmp_path_factory.mktemp('show') / 'data')
+    folder = tmp_path_factory.mktemp('show') / 'data'
+    folder.mkdir()
+    return str(folder)
+
+
+@pytest.fixture(autouse=True)
+def _short_paths(tmp_path, monkeypatch):
+    """Run from tmp_path with relative paths: MMEngine formats the config (yapf) several
+    times per run, and long absolute paths in it make that cost seconds."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.mark.parametrize('demo, prefixes', [
@@ -46,18 +63,17 @@ def video_data(tmp_path_factory):
     ('qa_demo', ['qa_000', 'qa_001', 'qa_002', 'qa_003']),
 ])
 def test_show_dir_draws_show_num_pictures(demo, prefixes, video_data, tmp_path, load_tool):
+    os.symlink(video_data, 'data')  # generated once for the three demos
+    load_tool('test').main([_config(demo), 'none', '--work-dir', 'work', '--show-dir', 'show',
+                            '--show-num', '4', *_video_options('data')])
     show = str(tmp_path / 'show')
-    load_tool('test').main([_config(demo), 'none', '--work-dir', str(tmp_path / 'work'),
-                            '--show-dir', show, '--show-num', '4', *_video_options(video_data)])
     names = _pictures(show)
     assert [n[:len(p)] for n, p in zip(names, prefixes)] == prefixes and len(names) == 4
 
 
 def test_show_dir_grounding_timelines(tmp_path, load_tool):
     show = str(tmp_path / 'show')
-    data = str(tmp_path / 'data')
-    load_tool('test').main([_config('grounding_demo'), 'none', '--work-dir',
-                            str(tmp_path / 'work'), '--show-dir', show, '--show-num', '4',
-                            *_tiny_options(data)])
+    load_tool('test').main([_config('grounding_demo'), 'none', '--work-dir', 'work',
+                            '--show-dir', 'show', '--show-num', '4', *_grounding_options('data')])
     names = _pictures(show)
     assert len(names) == 4 and all(n.startswith('moment_') for n in names)
