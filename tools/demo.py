@@ -7,6 +7,10 @@ Prints the ranked windows (seconds, score) and writes a timeline PNG: frame thum
 best windows with their scores, the per-clip saliency curve, and the ground truth when
 ``--gt`` is given. CKPT is an adapter ``.safetensors`` file (training writes
 ``adapter_latest.safetensors`` in its work dir), an MMEngine ``.pth``, or ``none``.
+
+The model is the one training validated (random-weight towers come from the config's
+``init_seed``), so the same arguments always print the same windows. A blank query, or a
+``--gt`` window outside the video, is refused with an error naming the argument.
 """
 import argparse
 import os
@@ -17,6 +21,7 @@ import numpy as np
 from mmengine.config import DictAction
 
 from mmvpeft.apis import init_grounder
+from mmvpeft.apis.inference import check_gt_windows, check_query
 from mmvpeft.visualization import draw_timeline, read_thumbnails
 
 
@@ -33,6 +38,9 @@ def parse_args(argv=None):
     parser.add_argument('--top-k', type=int, default=3, help='windows drawn')
     parser.add_argument('--thumbnails', type=int, default=6, help='frames shown')
     parser.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--allow-base-mismatch', action='store_true',
+                        help='load a checkpoint trained on another frozen base (a warning '
+                        'instead of an error)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     return parser.parse_args(argv)
@@ -40,8 +48,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    grounder = init_grounder(args.config, args.checkpoint, args.device, args.cfg_options)
+    check_query(args.query, 'query (the second argument)')  # before building anything
+    grounder = init_grounder(args.config, args.checkpoint, args.device, args.cfg_options,
+                             allow_base_mismatch=args.allow_base_mismatch)
     result = grounder.predict(args.video, args.query)
+    gt = check_gt_windows(args.gt, result['duration'], result['clip_len'], what='--gt')
     print(f'{args.video}: "{args.query}" ({result["duration"]:.1f} s)')
     for k, (s, e, score) in enumerate(result['windows'][:max(args.top_k, 5)], 1):
         print(f'  {k}. {s:7.2f} - {e:7.2f} s  score {score:.3f}')
@@ -49,7 +60,7 @@ def main(argv=None):
     times = ((np.arange(n) + 0.5) * result['duration'] / n).tolist() if n else []
     img = draw_timeline(result['duration'], result['windows'], result['saliency'],
                         result['clip_len'], read_thumbnails(args.video, times),
-                        gt_windows=args.gt, query=args.query, top_k=args.top_k)
+                        gt_windows=gt or None, query=args.query, top_k=args.top_k)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     if not cv2.imwrite(args.out, img):
         raise OSError(f'cannot write {args.out}')

@@ -17,7 +17,27 @@ import cv2
 import numpy as np
 
 from mmvpeft.apis import init_grounder, init_retriever
+from mmvpeft.apis.inference import check_query
 from mmvpeft.visualization import draw_timeline, read_thumbnails
+
+
+def answer(grounder, video, query):
+    """One request: ``(timeline BGR image, windows table rows)`` for ``(video, query)``.
+
+    Raises:
+        ValueError: no video uploaded, or a blank query (as the datasets refuse it), naming
+            the field.
+    """
+    if not video or not osp.isfile(video):
+        raise ValueError('video: upload a video first')
+    query = check_query(query or '', 'query')
+    result = grounder.predict(video, query)
+    times = ((np.arange(6) + 0.5) * result['duration'] / 6).tolist()
+    img = draw_timeline(result['duration'], result['windows'], result['saliency'],
+                        result['clip_len'], read_thumbnails(video, times), query=query)
+    rows = [[k + 1, round(s, 2), round(e, 2), round(score, 3)]
+            for k, (s, e, score) in enumerate(result['windows'])]
+    return img, rows
 
 
 def build_app(grounder=None, retriever=None, top_k: int = 5):
@@ -38,14 +58,10 @@ def build_app(grounder=None, retriever=None, top_k: int = 5):
         raise ValueError('build_app needs a grounder, a retriever, or both')
 
     def run(video, query):
-        if not video or not osp.isfile(video):
-            raise gr.Error('upload a video first')
-        result = grounder.predict(video, query or '')
-        times = ((np.arange(6) + 0.5) * result['duration'] / 6).tolist()
-        img = draw_timeline(result['duration'], result['windows'], result['saliency'],
-                            result['clip_len'], read_thumbnails(video, times), query=query)
-        rows = [[k + 1, round(s, 2), round(e, 2), round(score, 3)]
-                for k, (s, e, score) in enumerate(result['windows'])]
+        try:
+            img, rows = answer(grounder, video, query)
+        except ValueError as e:  # shown to the user in the page, not as a server error
+            raise gr.Error(str(e)) from e
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), rows
 
     def search(query):
@@ -104,6 +120,9 @@ def parse_args(argv=None):
     parser.add_argument('--video-dir', help='folder of videos searched by the retrieval tab')
     parser.add_argument('--top-k', type=int, default=5, help='videos listed per search')
     parser.add_argument('--device')
+    parser.add_argument('--allow-base-mismatch', action='store_true',
+                        help='load a checkpoint trained on another frozen base (a warning '
+                        'instead of an error)')
     parser.add_argument('--port', type=int, default=7860)
     parser.add_argument('--share', action='store_true')
     return parser.parse_args(argv)
@@ -119,10 +138,11 @@ def main(argv=None):
     grounder = retriever = None
     allowed = [tempfile.gettempdir()]
     if args.config:
-        grounder = init_grounder(args.config, args.checkpoint, args.device)
+        grounder = init_grounder(args.config, args.checkpoint, args.device,
+                                 allow_base_mismatch=args.allow_base_mismatch)
     if args.retrieval_config:
         retriever = init_retriever(args.retrieval_config, args.retrieval_checkpoint,
-                                   args.device)
+                                   args.device, allow_base_mismatch=args.allow_base_mismatch)
         retriever.index(args.video_dir)
         allowed.append(osp.abspath(args.video_dir))
     app = build_app(grounder, retriever, args.top_k)

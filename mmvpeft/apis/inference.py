@@ -9,9 +9,16 @@ then ask it where a query happens.
     result['saliency']   # one score per clip of result['clip_len'] seconds
 
 The video is decoded with the config's test pipeline (its clip length, frame size and
-tokenizer), so predictions match what ``tools/test.py`` computes for the same file.
+tokenizer), so predictions match what ``tools/test.py`` computes for the same file. The
+model is the trained one exactly: random-weight CLIP towers (the demo configs) are rebuilt
+from the config's ``init_seed``, whatever the caller's RNG state, and the checkpoint's
+frozen-base fingerprint (adapter file or ``.pth``) is checked against them.
+
+Inputs the datasets refuse are refused here too: a blank query, and ground-truth windows
+(``predict(..., gt_windows=...)``) that are reversed or lie outside the video.
 """
 import copy
+import math
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -24,9 +31,61 @@ from mmengine.registry import init_default_scope
 from mmvpeft.datasets.collate import video_query_collate
 from mmvpeft.registry import MODELS, TRANSFORMS
 from mmvpeft.utils.adapter_io import load_adapter, read_adapter
+from mmvpeft.utils.checkpoint import check_checkpoint_file
 from .config_checks import apply_knob_options, read_config
 
 _VIDEO_LOADERS = ('LoadVideoClips', 'LoadVideoFrames')
+
+
+def check_query(query, what: str = 'query') -> str:
+    """The query, stripped; a ``TypeError`` / ``ValueError`` naming ``what`` unless it is a
+    string holding text (the datasets refuse a blank query too: it would be encoded as
+    [SOT, EOT] and predicted on)."""
+    if not isinstance(query, str):
+        raise TypeError(f'{what} must be a str, got {type(query).__name__}')
+    if not query.strip():
+        raise ValueError(f'{what} is empty or blank ({query!r}); give the text to ground')
+    return query.strip()
+
+
+def check_gt_windows(windows, duration: float, clip_len: float,
+                     what: str = 'gt_windows') -> List[List[float]]:
+    """Ground-truth windows as ``[[start, end], ...]`` floats, checked against the video.
+
+    Each window must be two finite numbers with ``0 <= start < end``, starting before the
+    video's end and ending at most one clip past it (the decoded length can fall short of a
+    window drawn to the annotated end by up to a clip). A window outside the video would
+    only be drawn off the timeline, so it is an error naming ``what``.
+
+    Args:
+        windows: ``(M, 2)`` seconds, or None.
+        duration: the video's length in seconds (as decoded).
+        clip_len: seconds per clip of the config.
+        what: the argument's name in messages (``--gt`` for the demo tool).
+
+    Returns:
+        list: the windows as floats, ends beyond ``duration`` cut to it; empty for None.
+    """
+    if windows is None:
+        return []
+    out = []
+    for k, w in enumerate(windows):
+        if (not isinstance(w, (list, tuple, np.ndarray)) or len(w) != 2 or any(
+                isinstance(x, bool) or not isinstance(x, (int, float, np.floating,
+                                                          np.integer)) for x in w)):
+            raise ValueError(f'{what}: window {k} must be [start, end] in seconds, got {w!r}')
+        start, end = float(w[0]), float(w[1])
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise ValueError(f'{what}: window {k} [{start:g}, {end:g}] is not finite')
+        if not start < end:
+            raise ValueError(f'{what}: window {k} [{start:g}, {end:g}] is reversed or empty '
+                             '(start must be < end)')
+        if start < 0 or start >= duration or end > duration + clip_len:
+            raise ValueError(f'{what}: window {k} [{start:g}, {end:g}] s lies outside the '
+                             f'video, which is {duration:g} s long (decoded); give windows '
+                             f'within [0, {duration:g}]')
+        out.append([start, min(end, duration)])
+    return out
 
 
 def _pipeline_cfg(cfg: Config) -> list:
@@ -65,11 +124,10 @@ class MomentPredictor:
             pack.meta_keys = tuple(pack.meta_keys) + ('video_duration', )
 
     def _sample(self, video: str, query: str, index: int) -> dict:
+        query = check_query(query)
         if not osp.isfile(video):
             raise FileNotFoundError(f'video not found: {video}')
-        if not isinstance(query, str):
-            raise TypeError(f'query must be a str, got {type(query).__name__}')
-        item = self.pipeline(dict(qid=index, query=query.strip(), video_path=video,
+        item = self.pipeline(dict(qid=index, query=query, video_path=video,
                                   vid=osp.splitext(osp.basename(video))[0],
                                   gt_windows=np.zeros((0, 2), np.float32)))
         meta = item['data_samples']
@@ -82,12 +140,17 @@ class MomentPredictor:
                       ) -> List[dict]:
         """Predict for several ``(video_path, query)`` pairs, in batches.
 
+        Raises:
+            ValueError: a blank query (naming its index), before any video is decoded.
+
         Returns:
             One dict per pair, in order: ``video``, ``query``, ``duration`` (s), ``clip_len``
             (s per saliency entry), ``windows`` (``[[start, end, score], ...]`` in seconds,
             best first, at most ``test_cfg.max_windows``) and ``saliency`` (``(num_clips,)``
             list of per-clip highlight scores in [0, 1]).
         """
+        for i, (_, query) in enumerate(items):  # all queries first: fail before decoding
+            check_query(query, 'query' if len(items) == 1 else f'query of pair {i}')
         out = []
         for lo in range(0, len(items), batch_size):
             chunk = [self._sample(v, q, lo + i) for i, (v, q) in
@@ -103,15 +166,27 @@ class MomentPredictor:
                                 saliency=[float(x) for x in pred['pred_saliency_scores']]))
         return out
 
-    def predict(self, video_path: str, query: str) -> dict:
-        """Where ``query`` happens in ``video_path``; see :meth:`predict_batch`."""
-        return self.predict_batch([(video_path, query)])[0]
+    def predict(self, video_path: str, query: str, gt_windows=None) -> dict:
+        """Where ``query`` happens in ``video_path``; see :meth:`predict_batch`.
+
+        Args:
+            video_path: the video file.
+            query: the text to ground (not blank).
+            gt_windows: optional ``(M, 2)`` ground-truth windows in seconds, checked
+                against the decoded video (:func:`check_gt_windows`) and returned as
+                ``result['gt_windows']``.
+        """
+        result = self.predict_batch([(video_path, query)])[0]
+        result['gt_windows'] = check_gt_windows(gt_windows, result['duration'],
+                                                result['clip_len'])
+        return result
 
 
 def build_model_for_inference(config: Optional[Union[str, Config]] = None,
                               checkpoint: Optional[str] = None,
                               device: Optional[str] = None,
-                              cfg_options: Optional[dict] = None
+                              cfg_options: Optional[dict] = None,
+                              allow_base_mismatch: bool = False
                               ) -> Tuple[torch.nn.Module, Config, str]:
     """Build a model from a config and load a checkpoint into it, for any task.
 
@@ -137,12 +212,15 @@ def build_model_for_inference(config: Optional[Union[str, Config]] = None,
         before = copy.deepcopy(cfg)
         cfg.merge_from_dict(cfg_options)
         apply_knob_options(cfg, before, cfg_options)
+    if allow_base_mismatch:
+        cfg.model.allow_base_mismatch = True
     init_default_scope(cfg.get('default_scope', 'mmvpeft'))
     model = MODELS.build(cfg.model)
     if checkpoint and checkpoint.endswith('.safetensors'):
         load_adapter(model, checkpoint)
     elif checkpoint:
         from mmengine.runner import load_checkpoint
+        check_checkpoint_file(checkpoint)
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     return model, cfg, device
 
@@ -150,15 +228,25 @@ def build_model_for_inference(config: Optional[Union[str, Config]] = None,
 def init_grounder(config: Optional[Union[str, Config]] = None,
                   checkpoint: Optional[str] = None,
                   device: Optional[str] = None,
-                  cfg_options: Optional[dict] = None) -> MomentPredictor:
+                  cfg_options: Optional[dict] = None,
+                  allow_base_mismatch: bool = False) -> MomentPredictor:
     """Build a :class:`MomentPredictor` from a config and a checkpoint.
+
+    The model is the one training validated: its frozen towers are rebuilt from the config
+    (CLIP weights by tag or file, or random weights from the towers' ``init_seed``, never
+    from the global RNG), and the checkpoint's frozen-base fingerprint must match them.
 
     Args:
         config: config file or ``Config``; may be None when ``checkpoint`` is an adapter
             ``.safetensors`` file, which stores its config.
         checkpoint: an adapter file (``adapter_latest.safetensors``, written by training), an
-            MMEngine ``.pth`` checkpoint, or None / ``'none'`` for the model as built.
+            MMEngine ``.pth`` checkpoint (``epoch_N.pth``), or None / ``'none'`` for the model
+            as built.
         device: default ``'cuda'`` when available, else ``'cpu'``.
         cfg_options: config overrides (dotted keys), e.g. a local CLIP weight file.
+        allow_base_mismatch: load a checkpoint trained on another frozen base with a
+            warning instead of :class:`~mmvpeft.utils.fingerprint.FrozenBaseMismatchError`
+            (as ``--allow-base-mismatch`` of the tools).
     """
-    return MomentPredictor(*build_model_for_inference(config, checkpoint, device, cfg_options))
+    return MomentPredictor(*build_model_for_inference(config, checkpoint, device, cfg_options,
+                                                      allow_base_mismatch))

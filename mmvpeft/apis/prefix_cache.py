@@ -28,7 +28,7 @@ from mmvpeft.datasets.transforms.prefix_loading import (LOADERS, PROCESSING, fra
                                                         transform_type, video_files)
 from mmvpeft.models.backbones.prefix_cache import (META_FILE, PrefixCacheError, check_meta,
                                                    require_prefix_start, text_key)
-from mmvpeft.utils.fileio import atomic_path, write_json_atomic
+from mmvpeft.utils.fileio import atomic_path, json_plain, write_json_atomic
 
 # Transforms a video cache replaces (decoding, sampling, resizing, formatting) and the
 # tokenizers whose outputs the text cache covers (they stay in the pipeline).
@@ -51,9 +51,6 @@ def split_pipeline(pipeline: Sequence) -> Tuple[List[dict], List[dict]]:
     text = [dict(t) for t in pipeline if _type(t) in TEXT_TRANSFORMS]
     return video, text
 
-
-def _plain(value):
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def grid_frame_inds(num_frames: int, fps: float, grid_fps: Optional[float] = None
@@ -89,13 +86,13 @@ def _prepare_dir(path: str, meta: dict, overwrite: bool) -> None:
     if osp.isfile(meta_path):
         with open(meta_path, encoding='utf-8') as f:
             old = json.load(f)
-        if _plain(old) != _plain(meta):
+        if json_plain(old) != json_plain(meta):
             if not overwrite:
                 check_meta(old, meta, list(meta), path)
             shutil.rmtree(path)
     os.makedirs(path, exist_ok=True)
     if not osp.isfile(meta_path):
-        write_json_atomic(meta_path, _plain(meta), indent=None)
+        write_json_atomic(meta_path, json_plain(meta), indent=None)
 
 
 def encode_video_grid(tower, video_transforms: Sequence[dict], info: dict,

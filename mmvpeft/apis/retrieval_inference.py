@@ -95,8 +95,9 @@ class RetrievalPredictor:
 def init_retriever(config: Optional[Union[str, Config]] = None,
                    checkpoint: Optional[str] = None,
                    device: Optional[str] = None,
-                   cfg_options: Optional[dict] = None) -> RetrievalPredictor:
+                   cfg_options: Optional[dict] = None,
+                   allow_base_mismatch: bool = False) -> RetrievalPredictor:
     """Build a :class:`RetrievalPredictor`; arguments as
     :func:`~mmvpeft.apis.init_grounder`."""
     return RetrievalPredictor(*build_model_for_inference(config, checkpoint, device,
-                                                         cfg_options))
+                                                         cfg_options, allow_base_mismatch))

@@ -6,11 +6,18 @@ frozen towers, under their ``state_dict`` names, and, in the safetensors metadat
 
 * ``mmvpeft_format``: ``'adapter-v1'``;
 * ``config``: the config text (MMEngine's ``Config.pretty_text``) that builds the model;
-* ``trainable``: the JSON list of the trainable parameter names.
+* ``trainable``: the JSON list of the trainable parameter names;
+* ``frozen_fingerprint``: the JSON fingerprint of the frozen base the adapters were trained
+  on (:mod:`mmvpeft.utils.fingerprint`, the one ``.pth`` checkpoints carry). Files written
+  before it existed lack it and load with a warning.
 
 Loading one onto a freshly built model (its frozen base built from the same config, e.g.
-CLIP weights by tag) reproduces the trained model exactly; the names must match both ways,
-so a file from another config fails naming the first differing key.
+CLIP weights by tag, or random towers from the config's ``init_seed``) reproduces the
+trained model exactly; the names must match both ways, so a file from another config fails
+naming the first differing key, and a model on another frozen base is refused
+(:class:`~mmvpeft.utils.fingerprint.FrozenBaseMismatchError` naming both fingerprints)
+unless the model was built with ``allow_base_mismatch=True`` (tools:
+``--allow-base-mismatch``), as for ``.pth`` checkpoints.
 """
 import json
 import os.path as osp
@@ -20,6 +27,7 @@ import torch
 from torch import nn
 
 from .fileio import write_bytes_atomic
+from .fingerprint import FINGERPRINT_KEY, check_fingerprint, frozen_fingerprint
 
 FORMAT = 'adapter-v1'
 
@@ -56,7 +64,8 @@ def _config_text(cfg) -> str:
     return cfg.pretty_text
 
 
-def save_adapter(model: nn.Module, path: str, cfg=None) -> str:
+def save_adapter(model: nn.Module, path: str, cfg=None,
+                 fingerprint: Optional[dict] = None) -> str:
     """Write the adapter-only safetensors file of ``model`` (atomically).
 
     Args:
@@ -64,6 +73,8 @@ def save_adapter(model: nn.Module, path: str, cfg=None) -> str:
         path: ``.safetensors`` output path; parent folders are created.
         cfg: the MMEngine ``Config`` (or its text) that builds the model; stored in the
             metadata so :func:`build_from_adapter` can rebuild it.
+        fingerprint: the model's ``frozen_fingerprint``, when the caller has it already
+            (it hashes every frozen weight); computed here otherwise.
 
     Returns:
         ``path``.
@@ -73,8 +84,11 @@ def save_adapter(model: nn.Module, path: str, cfg=None) -> str:
         raise ValueError(f'adapter path must end in .safetensors, got {path!r}')
     tensors = adapter_state_dict(model)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    meta = dict(mmvpeft_format=FORMAT, config=_config_text(cfg),
-                trainable=json.dumps(trainable))
+    if fingerprint is None:
+        fingerprint = frozen_fingerprint(model, getattr(model, 'base_sources', None))
+    meta = {'mmvpeft_format': FORMAT, 'config': _config_text(cfg),
+            'trainable': json.dumps(trainable),
+            FINGERPRINT_KEY: json.dumps(fingerprint, sort_keys=True)}
     write_bytes_atomic(path, save(tensors, metadata=meta))
     return path
 
@@ -96,17 +110,46 @@ def read_adapter(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     return tensors, meta
 
 
-def load_adapter(model: nn.Module, path: str) -> nn.Module:
+def saved_fingerprint(path: str, meta: Dict[str, str]) -> Optional[dict]:
+    """The frozen-base fingerprint stored in an adapter file's metadata, or None for a file
+    written before adapter files carried one."""
+    text = meta.get(FINGERPRINT_KEY)
+    if text is None:
+        return None
+    try:
+        fingerprint = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f'{path}: metadata {FINGERPRINT_KEY!r} is not valid JSON ({e})'
+                         ) from e
+    if not isinstance(fingerprint, dict) or not isinstance(fingerprint.get('parts'), dict):
+        raise ValueError(f'{path}: metadata {FINGERPRINT_KEY!r} is not a frozen-base '
+                         f'fingerprint (no "parts" mapping)')
+    return fingerprint
+
+
+def load_adapter(model: nn.Module, path: str,
+                 allow_base_mismatch: Optional[bool] = None) -> nn.Module:
     """Load an adapter file onto a freshly built model, strictly.
 
     Every tensor the model's :func:`adapter_state_dict` names must be in the file and vice
-    versa, with equal shapes; the frozen weights stay as built.
+    versa, with equal shapes; the frozen weights stay as built, and must be the ones the
+    file was trained on: the file's frozen-base fingerprint is compared with the model's
+    (every part holding frozen parameters, as the file has none of them).
+
+    Args:
+        model: the freshly built model.
+        path: the ``.safetensors`` adapter file.
+        allow_base_mismatch: load onto another frozen base with a warning instead of an
+            error; None takes the model's ``allow_base_mismatch`` (the config's
+            ``model.allow_base_mismatch``, set by ``--allow-base-mismatch``).
 
     Raises:
         KeyError / ValueError: naming the file and the first missing, unexpected or
             mis-shaped key.
+        FrozenBaseMismatchError: the model's frozen base is not the file's, naming the file
+            and both fingerprints.
     """
-    tensors, _ = read_adapter(path)
+    tensors, meta = read_adapter(path)
     expected = adapter_state_dict(model)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -118,6 +161,11 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
         if value.shape != expected[name].shape:
             raise ValueError(f'{path}: {name} has shape {tuple(value.shape)}, the model '
                              f'{tuple(expected[name].shape)}')
+    if allow_base_mismatch is None:
+        allow_base_mismatch = bool(getattr(model, 'allow_base_mismatch', False))
+    check_fingerprint(saved_fingerprint(path, meta),
+                      frozen_fingerprint(model, getattr(model, 'base_sources', None)),
+                      allow_mismatch=allow_base_mismatch, source=f'adapter file {path}')
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     with torch.no_grad():

@@ -132,3 +132,9 @@ def iter_jsonl(path: str, error: Type[Exception] = ValueError) -> Iterator[Tuple
             except json.JSONDecodeError as e:
                 raise error(f'{path}:{lineno}: invalid JSON ({e})') from e
             yield lineno, record
+
+
+def json_plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (sorted keys, tuples as lists, other objects as
+    ``str``): the form in which two cache keys or metadata records are compared."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))

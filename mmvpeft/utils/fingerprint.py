@@ -39,12 +39,17 @@ from torch import nn
 
 FINGERPRINT_KEY = 'frozen_fingerprint'
 FINGERPRINT_VERSION = 1
+# Seed of a random-weight CLIP tower (no pretrained weights) when its config sets none:
+# every build of such a tower, in every process and tool, draws the same weights.
+DEFAULT_INIT_SEED = 0
+# Backbone types whose random initialisation comes from ``init_seed``.
+_SEEDED_TYPES = ('CLIPVisionBackbone', 'CLIPTextBackbone')
 # Fields compared to describe a difference; ``weights_sha256`` alone decides it.
 _DESCRIPTIVE = ('type', 'model_name', 'model_cfg_sha256', 'pretrained_tag', 'pretrained_sha256',
-                'num_tensors', 'num_elements', 'dtypes')
+                'init_seed', 'num_tensors', 'num_elements', 'dtypes')
 
-__all__ = ['FINGERPRINT_KEY', 'FrozenBaseMismatchError', 'base_source', 'frozen_fingerprint',
-           'check_fingerprint', 'check_loaded_state']
+__all__ = ['DEFAULT_INIT_SEED', 'FINGERPRINT_KEY', 'FrozenBaseMismatchError', 'base_source',
+           'frozen_fingerprint', 'check_fingerprint', 'check_loaded_state']
 
 
 class FrozenBaseMismatchError(RuntimeError):
@@ -71,7 +76,8 @@ def base_source(cfg: Optional[dict]) -> Dict[str, str]:
     Returns:
         dict: ``type``; ``model_name`` or ``model_cfg_sha256`` (a custom architecture);
         ``pretrained_tag`` for a hub tag, or ``pretrained_path`` and ``pretrained_sha256``
-        for a local file. Empty for None.
+        for a local file; ``init_seed`` for a random-weight CLIP tower (no ``pretrained``).
+        Empty for None.
     """
     if not cfg:
         return {}
@@ -94,6 +100,9 @@ def base_source(cfg: Optional[dict]) -> Dict[str, str]:
                                                     stat.st_mtime_ns)
         else:
             out['pretrained_tag'] = pretrained
+    elif str(out.get('type', '')).rsplit('.', 1)[-1] in _SEEDED_TYPES or 'init_seed' in cfg:
+        seed = cfg.get('init_seed', DEFAULT_INIT_SEED)
+        out['init_seed'] = seed if seed is None else int(seed)
     return out
 
 
@@ -145,7 +154,8 @@ def _describe(part: str, saved: dict, current: dict) -> str:
 def check_fingerprint(saved: Optional[dict],
                       current: dict,
                       parts: Optional[Iterable[str]] = None,
-                      allow_mismatch: bool = False) -> List[str]:
+                      allow_mismatch: bool = False,
+                      source: str = 'the checkpoint') -> List[str]:
     """Compare a checkpoint's frozen-base fingerprint with the model's.
 
     Args:
@@ -154,6 +164,7 @@ def check_fingerprint(saved: Optional[dict],
         parts: the parts to compare (those whose frozen weights the checkpoint lacks);
             None compares every part of ``current``.
         allow_mismatch: warn instead of raising.
+        source: what the fingerprint came from, for the messages (e.g. an adapter file).
 
     Returns:
         list[str]: one line per differing part (empty when they match).
@@ -168,7 +179,7 @@ def check_fingerprint(saved: Optional[dict],
     if saved is None:
         # Saved before fingerprints existed (or outside a task model's state_dict): nothing
         # to compare, and refusing would break every older adapter-only checkpoint.
-        warnings.warn(f'the checkpoint records no frozen-base fingerprint, so it cannot be '
+        warnings.warn(f'{source} records no frozen-base fingerprint, so it cannot be '
                       f'checked that {parts} are the weights it was trained on (saved by an '
                       'older mmvpeft or outside a task model\'s state_dict)', RuntimeWarning,
                       stacklevel=2)
@@ -183,7 +194,8 @@ def check_fingerprint(saved: Optional[dict],
                     'weights_sha256'):
                 problems.append(_describe(part, saved_parts[part], cur_parts.get(part, {})))
     if problems:
-        msg = ('trainable-only checkpoint and model have different frozen bases:\n  ' +
+        what = ('trainable-only checkpoint' if source == 'the checkpoint' else source)
+        msg = (f'{what} and model have different frozen bases:\n  ' +
                '\n  '.join(problems) +
                '\nThe adapters would run on weights they were not trained with. Build the '
                'model on the base the checkpoint was trained on, or pass '

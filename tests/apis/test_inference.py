@@ -1,4 +1,5 @@
 """The inference API and tools/demo.py on synthetic videos with a tiny random CLIP."""
+import glob
 import json
 import math
 import os.path as osp
@@ -47,7 +48,7 @@ def adapter(tmp_path_factory):
 def test_predict_returns_ranked_windows_in_seconds_and_saliency(videos, adapter):
     root, records = videos
     path, trained = adapter
-    torch.manual_seed(0)  # the tiny CLIP is random: the same frozen base as the trained one
+    torch.manual_seed(123)  # the caller's RNG state does not choose the frozen base
     grounder = init_grounder(None, path, device='cpu')
     video = osp.join(root, 'videos', records[0]['vid'] + '.mp4')
     result = grounder.predict(video, records[0]['query'])
@@ -109,3 +110,72 @@ def test_draw_timeline_marks_windows_where_they_are():
     gt_row = img[30 + 22 + 12]
     assert tuple(gt_row[outside]) == (80, 170, 60) and tuple(gt_row[inside]) != (80, 170, 60)
     assert not math.isnan(img.mean())
+
+
+# ---- inference = training: a short READ-demo training, then the inference path ----------
+@pytest.fixture(scope='module')
+def read_demo_run(tmp_path_factory, load_tool):
+    """Two epochs of the READ demo on 8 generated videos (6 train, 2 val, ~5 val queries);
+    returns the work dir, the val annotation file, the options and the last validation."""
+    data = str(tmp_path_factory.mktemp('read_data'))
+    work = str(tmp_path_factory.mktemp('read_work'))
+    gen = dict(num_videos=8, duration=8.0, fps=4, val_ratio=0.25)
+    opts = [f'data_root={data}', 'train_cfg.max_epochs=2', 'train_cfg.val_interval=1',
+            'default_hooks.checkpoint.interval=1', 'train_dataloader.batch_size=4',
+            'default_hooks.logger.interval=1', 'val_evaluator.chance_draws=0']
+    for split in ('train', 'val', 'test'):
+        opts += [f'{split}_dataloader.dataset.data_root={data}']
+        opts += [f'{split}_dataloader.dataset.generator.{k}={v}' for k, v in gen.items()]
+    torch.manual_seed(7)  # whatever the RNG state before training, inference must not care
+    load_tool('train').main([CONFIG, '--work-dir', work, '--cfg-options', *opts])
+    (scalars, ) = glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))
+    with open(scalars) as f:
+        last_val = [json.loads(line) for line in f if '"R1@0.5"' in line][-1]
+    return work, osp.join(data, 'annotations_val.jsonl'), opts, last_val
+
+
+def _val_through_inference(grounder, ann_file):
+    """The val set's metrics computed from ``predict_batch`` (one batch, as validation)."""
+    from mmvpeft.evaluation.metrics import MomentRetrievalMetric
+    with open(ann_file) as f:
+        records = [json.loads(line) for line in f]
+    root = osp.dirname(ann_file)
+    pairs = [(osp.join(root, 'videos', r['vid'] + '.mp4'), r['query']) for r in records]
+    preds = grounder.predict_batch(pairs, batch_size=32)
+    metric = MomentRetrievalMetric()
+    metric.process(None, [dict(qid=r['qid'], gt_windows=r['relevant_windows'],
+                               pred_relevant_windows=p['windows'])
+                          for r, p in zip(records, preds)])
+    return metric.compute_metrics(metric.results), preds
+
+
+@pytest.mark.parametrize('ckpt', ['adapter_latest.safetensors', 'epoch_2.pth'])
+def test_init_grounder_reproduces_the_last_validation_exactly(read_demo_run, ckpt):
+    """No hand seeding: the frozen random towers come from the config's init_seed, so the
+    adapter file and the .pth checkpoint both give training's last validation figures."""
+    work, ann_file, opts, last_val = read_demo_run
+    torch.manual_seed(1234)  # another RNG state than training's: must not matter
+    grounder = init_grounder(CONFIG if ckpt.endswith('.pth') else None,
+                             osp.join(work, ckpt), device='cpu')
+    got, _ = _val_through_inference(grounder, ann_file)
+    assert got['R1@0.5'] == last_val['R1@0.5']
+    # mIoU and mAP are continuous: equal only when the predictions are the same ones
+    for key in ('R1@0.3', 'R1@0.7', 'mIoU', 'mAP'):
+        assert got[key] == pytest.approx(last_val[key], abs=1e-4), key
+
+
+def test_demo_tool_twice_with_the_same_arguments_draws_the_same_windows(
+        read_demo_run, tmp_path, load_tool, capsys):
+    work, ann_file, _, _ = read_demo_run
+    with open(ann_file) as f:
+        rec = json.loads(f.readline())
+    video = osp.join(osp.dirname(ann_file), 'videos', rec['vid'] + '.mp4')
+    demo = load_tool('demo')
+    results = []
+    for seed in (0, 1):  # different RNG states between the calls
+        torch.manual_seed(seed)
+        results.append(demo.main([video, rec['query'], '--checkpoint',
+                                  osp.join(work, 'adapter_latest.safetensors'), '--out',
+                                  str(tmp_path / f'{seed}.png'), '--device', 'cpu']))
+    assert results[0]['windows'] == results[1]['windows']
+    assert results[0]['saliency'] == results[1]['saliency']

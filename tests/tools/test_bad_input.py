@@ -615,6 +615,67 @@ def test_single_and_multi_process_default_work_dirs_differ(monkeypatch):
     assert default_work_dir(DEMO, 'none') == osp.join('work_dirs', 'grounding_demo')
 
 
+# ================================================================ issue 17, branch i17-infer
+# Inference tools refuse what datasets refuse: a blank query, ground-truth windows outside
+# the video (tools/demo.py, init_grounder(...).predict, the web demo's request handler).
+
+@pytest.fixture(scope='module')
+def video_16s(tmp_path_factory):
+    """One synthetic 16 s video and the READ demo's grounder (the model as built)."""
+    from mmvpeft.apis import init_grounder
+    from mmvpeft.datasets import generate_synthetic_videos
+    root = tmp_path_factory.mktemp('video16')
+    generate_synthetic_videos(str(root), num_videos=1, duration=16.0, fps=4, size=(64, 64))
+    return str(root / 'videos' / 'synth_0000.mp4'), init_grounder(READ_DEMO, None,
+                                                                  device='cpu')
+
+
+@pytest.mark.parametrize('query', ['', '   ', '\t\n'])
+def test_blank_query_is_refused_by_demo_predict_and_web_demo(query, video_16s, tmp_path,
+                                                             load_tool):
+    video, grounder = video_16s
+    out = tmp_path / 'timeline.png'
+    # The demo tool refuses it before building anything (the config need not even exist).
+    with pytest.raises(ValueError, match=r'query \(the second argument\) is empty or blank'):
+        load_tool('demo').main([video, query, '--config', str(tmp_path / 'none.py'),
+                                '--out', str(out), '--device', 'cpu'])
+    assert not out.exists()
+    with pytest.raises(ValueError, match='query is empty or blank'):
+        grounder.predict(video, query)
+    with pytest.raises(ValueError, match='query of pair 1 is empty or blank'):
+        grounder.predict_batch([(video, 'a red circle'), (video, query)])
+    with pytest.raises(ValueError, match='query is empty or blank'):
+        load_tool('web_demo').answer(grounder, video, query)
+    with pytest.raises(ValueError, match='video: upload a video first'):
+        load_tool('web_demo').answer(grounder, None, 'a red circle')
+
+
+@pytest.mark.parametrize('window, problem', [
+    ((20, 40), r'\[20, 40\] s lies outside the video, which is 16 s long'),
+    ((-2, 3), r'\[-2, 3\] s lies outside the video'),
+    ((5, 3), r'\[5, 3\] is reversed or empty'),
+    ((1, float('nan')), r'\[1, nan\] is not finite'),
+])
+def test_gt_window_outside_the_video_is_refused(window, problem, video_16s, tmp_path,
+                                                load_tool):
+    video, grounder = video_16s
+    out = tmp_path / 'timeline.png'
+    with pytest.raises(ValueError, match='--gt: window 1 ' + problem):
+        load_tool('demo').main([video, 'a red circle', '--config', READ_DEMO, '--out',
+                                str(out), '--device', 'cpu', '--gt', '1', '4',
+                                '--gt', *map(str, window)])
+    assert not out.exists()
+    with pytest.raises(ValueError, match='gt_windows: window 1 ' + problem):
+        grounder.predict(video, 'a red circle', gt_windows=[[1, 4], list(window)])
+
+
+def test_gt_window_inside_the_video_is_kept(video_16s):
+    video, grounder = video_16s
+    result = grounder.predict(video, 'a red circle', gt_windows=[[2, 6], [12, 16.5]])
+    assert result['duration'] == pytest.approx(16.0)
+    assert result['gt_windows'] == [[2.0, 6.0], [12.0, 16.0]]  # within a clip: cut to 16 s
+
+
 # ================================================================ branch i19 (issue 19) ====
 # Curves, --show-dir and the web demo: bad input names the key, flag or file.
 

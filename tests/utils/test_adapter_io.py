@@ -1,6 +1,8 @@
 """Adapter-only safetensors files: an exact round trip onto a freshly built frozen base for
 READ, LoRA and token-mixing models, strict key matching, and the stored config."""
+import json
 import os.path as osp
+import warnings
 
 import pytest
 import torch
@@ -109,3 +111,68 @@ def test_read_tacos_adapter_is_a_fortieth_of_the_full_model():
     model.save_trainable_only = False
     full = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     assert 0.024 < kept / full < 0.026, kept / full  # 15.6 MB of 620.8 MB
+
+
+# ---- the frozen-base fingerprint in adapter files ----------------------------------------
+def _seeded(cfg, init_seed):
+    """``cfg`` with both random towers built from ``init_seed``."""
+    cfg = Config(cfg.to_dict())
+    for key in ('video_backbone', 'text_backbone'):
+        cfg.model[key]['init_seed'] = init_seed
+    return cfg
+
+
+def test_adapter_on_another_frozen_base_is_refused_naming_both_fingerprints(tmp_path):
+    from mmvpeft.utils.fingerprint import FrozenBaseMismatchError, frozen_fingerprint
+    cfg = _cfg('read')
+    trained = _build(cfg, seed=0)
+    path = save_adapter(trained, str(tmp_path / 'read.safetensors'), cfg)
+    stored = json.loads(read_adapter(path)[1]['frozen_fingerprint'])
+    assert stored == json.loads(json.dumps(frozen_fingerprint(trained, trained.base_sources)))
+    # The same config under another global RNG state is the same base: it loads silently.
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        load_adapter(_build(cfg, seed=99), path)
+
+    other = _build(_seeded(cfg, 1), seed=0)  # another random frozen base
+    mine = {p: v['weights_sha256'][:12] for p, v in stored['parts'].items()}
+    theirs = {p: v['weights_sha256'][:12] for p, v in frozen_fingerprint(other)['parts'].items()}
+    with pytest.raises(FrozenBaseMismatchError) as err:
+        load_adapter(other, path)
+    msg = str(err.value)
+    assert 'read.safetensors' in msg and '--allow-base-mismatch' in msg
+    for part in ('video_backbone', 'text_backbone'):
+        assert f'{part}: frozen weights differ (sha256 {mine[part]} vs {theirs[part]})' in msg
+    assert 'init_seed 0 (checkpoint) vs 1 (model)' in msg
+    # The override of the .pth path: the model's allow_base_mismatch, or the argument.
+    other.allow_base_mismatch = True
+    with pytest.warns(RuntimeWarning, match='video_backbone: frozen weights differ'):
+        load_adapter(other, path)
+    with pytest.warns(RuntimeWarning, match='text_backbone: frozen weights differ'):
+        load_adapter(_build(_seeded(cfg, 1), seed=0), path, allow_base_mismatch=True)
+    # build_from_adapter builds from the stored config: the base it was trained on.
+    rebuilt, _ = build_from_adapter(path)
+    assert frozen_fingerprint(rebuilt) == frozen_fingerprint(trained)
+
+
+def test_old_adapter_file_without_fingerprint_loads_with_a_warning(tmp_path):
+    """A file written the old way (format adapter-v1, no fingerprint) still loads."""
+    from safetensors.torch import save
+    cfg = _cfg('read')
+    trained = _build(cfg, seed=0)
+    with torch.no_grad():
+        for p in trained.parameters():
+            if p.requires_grad:
+                p.add_(0.1)
+    tensors = adapter_state_dict(trained)
+    meta = dict(mmvpeft_format='adapter-v1', config=cfg.pretty_text,
+                trainable=json.dumps(sorted(n for n, p in trained.named_parameters()
+                                            if p.requires_grad)))
+    path = tmp_path / 'old.safetensors'
+    path.write_bytes(save(tensors, metadata=meta))
+    fresh = _build(cfg, seed=0)
+    with pytest.warns(RuntimeWarning, match=r'old.safetensors records no frozen-base '
+                      r'fingerprint'):
+        load_adapter(fresh, str(path))
+    assert all(torch.equal(dict(fresh.named_parameters())[n], t) for n, t in tensors.items()
+               if n in dict(fresh.named_parameters()))

@@ -246,6 +246,24 @@ MUTATIONS: List[Mutation] = [
     M('tools-ignore-allow-base-mismatch', 'mmvpeft/apis/config.py',
       'cfg.model.allow_base_mismatch = True', 'pass',
       (f'{CONFIGS}::test_read_demo_trains_and_saves_adapter_only_checkpoints', )),
+    # ---- inference = training (issue 17)
+    M('random-tower-from-global-rng', 'mmvpeft/models/backbones/open_clip_utils.py',
+      '    if init_seed is None:\n        return _create_open_clip(',
+      '    if True:\n        return _create_open_clip(',
+      ('tests/models/backbones/test_init_seed.py::test_same_seed_same_tower_whatever_the_'
+       'global_rng', 'tests/apis/test_inference.py::test_init_grounder_reproduces_the_last_'
+       'validation_exactly')),
+    M('adapter-fingerprint-not-checked', 'mmvpeft/utils/adapter_io.py',
+      'check_fingerprint(saved_fingerprint(path, meta),', 'check_fingerprint(None,',
+      ('tests/utils/test_adapter_io.py::test_adapter_on_another_frozen_base_is_refused_'
+       'naming_both_fingerprints', )),
+    M('inference-accepts-blank-query', 'mmvpeft/apis/inference.py',
+      '    if not query.strip():\n        raise ValueError(f\'{what} is empty',
+      '    if False:\n        raise ValueError(f\'{what} is empty',
+      (f'{BAD}::test_blank_query_is_refused_by_demo_predict_and_web_demo', )),
+    M('inference-accepts-gt-outside-video', 'mmvpeft/apis/inference.py',
+      'if start < 0 or start >= duration or end > duration + clip_len:', 'if False:',
+      (f'{BAD}::test_gt_window_outside_the_video_is_refused', )),
     # ---- bad input (issue 9)
     M('generator-writes-into-user-folder', 'mmvpeft/datasets/synthetic/manifest.py',
       'if osp.isdir(self.root) and os.listdir(self.root):', 'if False:',

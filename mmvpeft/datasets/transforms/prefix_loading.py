@@ -21,6 +21,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmvpeft.registry import TRANSFORMS
+from mmvpeft.utils.fileio import json_plain
 
 # Frame samplers a cache can stand in for, and what each one's decoding depends on (beyond
 # the sampling arguments, which the cache does not fix).
@@ -46,9 +47,6 @@ def transform_type(t) -> str:
     typ = t.get('type') if isinstance(t, dict) else type(t).__name__
     return typ if isinstance(typ, str) else getattr(typ, '__name__', str(typ))
 
-
-def _plain(value):
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def frames_key(video_transforms: Sequence[dict]) -> Dict:
@@ -79,7 +77,7 @@ def frames_key(video_transforms: Sequence[dict]) -> Dict:
             raise ValueError(f'{transform_type(t)} between the frame loader and FormatVideo '
                              f'cannot be cached (known: {list(PROCESSING)})')
         processing.append(dict(t, type=transform_type(t)))
-    return _plain(dict(source=source, decode=decode, processing=processing))
+    return json_plain(dict(source=source, decode=decode, processing=processing))
 
 
 def video_files(cache_dir: str, vid) -> tuple:

@@ -7,6 +7,7 @@ from mmengine.model import BaseModule
 
 from mmvpeft.models.peft.layout import SequenceLayout, lengths_from_mask
 from mmvpeft.registry import MODELS
+from mmvpeft.utils.fingerprint import DEFAULT_INIT_SEED
 from .open_clip_utils import create_open_clip
 from .prefix_cache import TextPrefixStore
 from .tower import PEFTTowerMixin
@@ -25,15 +26,17 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
     the result equals ``encode_text`` on fixed-length (77) input.
 
     Args:
-        model_name, pretrained, model_cfg, frozen, peft, adapter, adapter_layers,
-        prefix_cache, init_cfg: as in :class:`CLIPVisionBackbone`; READ runs its
-            recurrence over words, masked by ``text_mask``.
+        model_name, pretrained, model_cfg, init_seed, frozen, peft, adapter, adapter_layers,
+        prefix_cache, init_cfg: as in :class:`CLIPVisionBackbone` (with the same
+            ``model_cfg`` and ``init_seed``, the two towers are those of one CLIP model);
+            READ runs its recurrence over words, masked by ``text_mask``.
     """
 
     def __init__(self,
                  model_name: str = 'ViT-B-32',
                  pretrained: Optional[str] = None,
                  model_cfg: Optional[dict] = None,
+                 init_seed: Optional[int] = DEFAULT_INIT_SEED,
                  frozen: bool = True,
                  peft: Optional[List[dict]] = None,
                  adapter: Optional[dict] = None,
@@ -41,7 +44,8 @@ class CLIPTextBackbone(PEFTTowerMixin, BaseModule):
                  prefix_cache: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg)
+        clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg,
+                                init_seed=init_seed)
         if clip.attn_mask is None:
             # Without a causal mask, valid tokens attend to padding, so per-batch
             # padding would change the pretrained model's outputs.

@@ -8,6 +8,7 @@ from open_clip.transformer import VisionTransformer
 
 from mmvpeft.models.peft.layout import SequenceLayout
 from mmvpeft.registry import MODELS
+from mmvpeft.utils.fingerprint import DEFAULT_INIT_SEED
 from .open_clip_utils import clip_mean_std, create_open_clip
 from .tower import PEFTTowerMixin
 
@@ -28,6 +29,11 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
         pretrained (str, optional): open_clip tag or local checkpoint path; see
             :func:`create_open_clip`.
         model_cfg (dict, optional): open_clip config dict for a custom model.
+        init_seed (int, optional): seed of the random initialisation, drawn from a private
+            generator (the global RNG is neither read nor advanced). With no ``pretrained``
+            weights it *is* the frozen base: every build of the config (training, testing,
+            ``init_grounder``, the demos) gets the same tower, and the frozen-base
+            fingerprint records it. Defaults to 0; None draws from the global RNG.
         frozen (bool): Freeze every CLIP parameter and keep the CLIP modules in
             eval mode even when the backbone is in train mode; what the PETL
             methods train stays trainable and follows the train/eval mode.
@@ -59,6 +65,7 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
                  model_name: str = 'ViT-B-32',
                  pretrained: Optional[str] = None,
                  model_cfg: Optional[dict] = None,
+                 init_seed: Optional[int] = DEFAULT_INIT_SEED,
                  frozen: bool = True,
                  peft: Optional[List[dict]] = None,
                  adapter: Optional[dict] = None,
@@ -69,7 +76,8 @@ class CLIPVisionBackbone(PEFTTowerMixin, BaseModule):
                  prefix_cache: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg)
+        clip = create_open_clip(model_name, pretrained=pretrained, model_cfg=model_cfg,
+                                init_seed=init_seed)
         mean, std = clip_mean_std(clip)
         visual = clip.visual
         del clip  # drops the text tower

@@ -8,6 +8,9 @@ import open_clip
 import torch
 from open_clip.model import CLIP
 
+from mmvpeft.utils.fingerprint import DEFAULT_INIT_SEED
+
+
 def _unknown_model_error(model_name: str) -> ValueError:
     names = open_clip.list_models()
     close = difflib.get_close_matches(model_name, names, n=5)
@@ -28,8 +31,15 @@ def _missing_checkpoint_error(pretrained: str, model_name: Optional[str]) -> Fil
 
 def create_open_clip(model_name: str = 'ViT-B-32',
                      pretrained: Optional[str] = None,
-                     model_cfg: Optional[dict] = None) -> CLIP:
+                     model_cfg: Optional[dict] = None,
+                     init_seed: Optional[int] = DEFAULT_INIT_SEED) -> CLIP:
     """Builds an open_clip ``CLIP`` model on CPU in fp32.
+
+    The random initialisation (all there is when ``pretrained`` is None) is drawn from a
+    private CPU generator seeded with ``init_seed``, never from the global RNG: every
+    process and tool that builds the same config gets the same weights, whatever was drawn
+    before, and the global RNG (which then initialises the trainable methods) is left as it
+    was.
 
     Args:
         model_name (str): Built-in open_clip architecture name
@@ -44,15 +54,33 @@ def create_open_clip(model_name: str = 'ViT-B-32',
         model_cfg (dict, optional): An open_clip model config (``embed_dim``,
             ``vision_cfg``, ``text_cfg`` and optional ``quick_gelu`` ...) for a
             custom or tiny model; ``pretrained`` must then be a file path.
+        init_seed (int, optional): seed of the random initialisation. None draws it from
+            the global RNG (the behaviour before seeds existed; a random-weight tower is
+            then a different one in every process).
 
     Returns:
         open_clip.model.CLIP: the model, in eval mode.
 
     Raises:
-        ValueError: unknown ``model_name`` or an unsupported ``model_cfg``.
+        ValueError: unknown ``model_name`` or an unsupported ``model_cfg``, or a
+            non-integer ``init_seed``.
         FileNotFoundError: ``pretrained`` is not a tag and no such file exists.
         RuntimeError: a hub tag could not be fetched (e.g. no network).
     """
+    if init_seed is None:
+        return _create_open_clip(model_name, pretrained, model_cfg)
+    if isinstance(init_seed, bool) or not isinstance(init_seed, int) or init_seed < 0:
+        raise ValueError(f'init_seed must be an integer >= 0 (or None for the global RNG), '
+                         f'got {init_seed!r}')
+    # fork_rng restores the CPU generator afterwards; devices=[] leaves CUDA generators
+    # alone (building happens on CPU, and default_generator.manual_seed touches only CPU).
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(init_seed)
+        return _create_open_clip(model_name, pretrained, model_cfg)
+
+
+def _create_open_clip(model_name: str, pretrained: Optional[str],
+                      model_cfg: Optional[dict]) -> CLIP:
     if model_cfg is not None:
         cfg = copy.deepcopy(dict(model_cfg))
         if cfg.pop('custom_text', False) or 'multimodal_cfg' in cfg:

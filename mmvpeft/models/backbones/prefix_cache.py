@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmvpeft.utils.fileio import json_plain
 from mmvpeft.utils.fingerprint import _update_with_tensor, base_source
 
 META_FILE = 'meta.json'
@@ -125,14 +126,11 @@ def read_meta(cache_dir: str) -> Dict:
         return json.load(f)
 
 
-def _norm(value):
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
 
 def check_meta(meta: Dict, expected: Dict, fields, where: str) -> None:
     """Raise :class:`PrefixCacheError` naming the first of ``fields`` that differs."""
     for field in fields:
-        if _norm(meta.get(field)) != _norm(expected.get(field)):
+        if json_plain(meta.get(field)) != json_plain(expected.get(field)):
             raise PrefixCacheError(
                 f'stale or mismatched prefix cache {where}: {field} is '
                 f'{meta.get(field)!r} in the cache but {expected.get(field)!r} for this '
