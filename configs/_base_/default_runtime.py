@@ -29,6 +29,16 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
+# Where logged scalars go. LocalVisBackend writes WORK_DIR/<run>/vis_data/scalars.json, which
+# tools/analysis/plot_curves.py draws. To send them to a tracker too, uncomment its line
+# (each needs its package: pip install tensorboard / wandb / mlflow), or set the same list in
+# your own config: visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), ...]).
+visualizer = dict(type='Visualizer', vis_backends=[
+    dict(type='LocalVisBackend'),
+    # dict(type='TensorboardVisBackend'),  # then: tensorboard --logdir WORK_DIR
+    # dict(type='WandbVisBackend', init_kwargs=dict(project='mmvpeft')),
+    # dict(type='MLflowVisBackend', exp_name='mmvpeft'),
+])
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
 log_level = 'INFO'
 load_from = None

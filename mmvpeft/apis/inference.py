@@ -336,32 +336,19 @@ class MomentPredictor:
                     num_windows=len(spans))
 
 
-def init_grounder(config: Optional[Union[str, Config]] = None,
-                  checkpoint: Optional[str] = None,
-                  device: Optional[str] = None,
-                  cfg_options: Optional[dict] = None,
-                  long_video: Optional[dict] = None,
-                  allow_base_mismatch: bool = False) -> MomentPredictor:
-    """Build a :class:`MomentPredictor` from a config and a checkpoint.
+def build_model_for_inference(config: Optional[Union[str, Config]] = None,
+                              checkpoint: Optional[str] = None,
+                              device: Optional[str] = None,
+                              cfg_options: Optional[dict] = None,
+                              allow_base_mismatch: bool = False,
+                              long_video: Optional[dict] = None
+                              ) -> Tuple[torch.nn.Module, Config, str]:
+    """Build a model from a config and load a checkpoint into it, for any task.
 
-    The model is the one training validated: its frozen towers are rebuilt from the config
-    (CLIP weights by tag or file, or random weights from the towers' ``init_seed``, never
-    from the global RNG), and the checkpoint's frozen-base fingerprint must match them.
+    Args: as :func:`init_grounder`.
 
-    Args:
-        config: config file or ``Config``; may be None when ``checkpoint`` is an adapter
-            ``.safetensors`` file, which stores its config.
-        checkpoint: an adapter file (``adapter_latest.safetensors``, written by training), an
-            MMEngine ``.pth`` checkpoint (``epoch_N.pth``), or None / ``'none'`` for the model
-            as built.
-        device: default ``'cuda'`` when available, else ``'cpu'``.
-        cfg_options: config overrides (dotted keys), e.g. a local CLIP weight file.
-        long_video: the config's ``long_video`` switch, set or overridden here, e.g.
-            ``dict(mode='sliding', window=16, stride=8, progress=True)`` (see
-            :mod:`mmvpeft.apis.long_video`).
-        allow_base_mismatch: load a checkpoint trained on another frozen base with a
-            warning instead of :class:`~mmvpeft.utils.fingerprint.FrozenBaseMismatchError`
-            (as ``--allow-base-mismatch`` of the tools).
+    Returns:
+        ``(model, cfg, device)``; the model is on the CPU, not yet in eval mode.
     """
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if checkpoint in (None, 'none'):
@@ -393,4 +380,35 @@ def init_grounder(config: Optional[Union[str, Config]] = None,
         from mmengine.runner import load_checkpoint
         check_checkpoint_file(checkpoint)
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    return MomentPredictor(model, cfg, device)
+    return model, cfg, device
+
+
+def init_grounder(config: Optional[Union[str, Config]] = None,
+                  checkpoint: Optional[str] = None,
+                  device: Optional[str] = None,
+                  cfg_options: Optional[dict] = None,
+                  long_video: Optional[dict] = None,
+                  allow_base_mismatch: bool = False) -> MomentPredictor:
+    """Build a :class:`MomentPredictor` from a config and a checkpoint.
+
+    The model is the one training validated: its frozen towers are rebuilt from the config
+    (CLIP weights by tag or file, or random weights from the towers' ``init_seed``, never
+    from the global RNG), and the checkpoint's frozen-base fingerprint must match them.
+
+    Args:
+        config: config file or ``Config``; may be None when ``checkpoint`` is an adapter
+            ``.safetensors`` file, which stores its config.
+        checkpoint: an adapter file (``adapter_latest.safetensors``, written by training), an
+            MMEngine ``.pth`` checkpoint (``epoch_N.pth``), or None / ``'none'`` for the model
+            as built.
+        device: default ``'cuda'`` when available, else ``'cpu'``.
+        cfg_options: config overrides (dotted keys), e.g. a local CLIP weight file.
+        long_video: the config's ``long_video`` switch, set or overridden here, e.g.
+            ``dict(mode='sliding', window=16, stride=8, progress=True)`` (see
+            :mod:`mmvpeft.apis.long_video`).
+        allow_base_mismatch: load a checkpoint trained on another frozen base with a
+            warning instead of :class:`~mmvpeft.utils.fingerprint.FrozenBaseMismatchError`
+            (as ``--allow-base-mismatch`` of the tools).
+    """
+    return MomentPredictor(*build_model_for_inference(config, checkpoint, device, cfg_options,
+                                                      allow_base_mismatch, long_video))

@@ -2,6 +2,7 @@
 and the demos it runs produce what the docs say: trained models beat untrained ones by the
 margins stated on the pages."""
 import json
+import os
 import os.path as osp
 import re
 
@@ -69,6 +70,18 @@ def check_demo(root, outputs):
     assert re.search(r'1\.\s+[\d.]+ -\s+[\d.]+ s\s+score', outputs[1])
     img = cv2.imread(osp.join(root, 'timeline.png'))
     assert img is not None and img.shape[1] == 960
+
+
+def check_look(root, outputs):
+    """plot_curves after the retrieval demo: every epoch's t2v R@1 drawn; --show-dir: two
+    caption-to-video and two video-to-text pictures."""
+    import cv2
+    assert re.search(r't2v/R@1 \(val\) work_dirs/retrieval_demo: 4 points', outputs[0])
+    assert cv2.imread(osp.join(root, 'work_dirs/retrieval_demo/curves.png')) is not None
+    show = osp.join(root, 'work_dirs/retrieval_demo/show')
+    names = sorted(os.listdir(show))
+    assert [n[:3] for n in names] == ['t2v', 't2v', 'v2t', 'v2t'], names
+    assert all(cv2.imread(osp.join(show, n)) is not None for n in names)
 
 
 def check_extract_features(root, outputs):

@@ -898,3 +898,56 @@ def test_memory_setting_without_a_frozen_prefix_says_so_and_the_others_run(load_
     assert [('error' in r) for r in results] == [False, False, True, True]
     assert out.count('not run (no tower of this model has a frozen prefix to cache') == 2
     assert all(r['saved_bytes'] > 0 for r in results[:2])
+
+
+# ================================================================ branch i19 (issue 19) ====
+# Curves, --show-dir and the web demo: bad input names the key, flag or file.
+
+def _plot_curves_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'plot_curves', osp.join(REPO_ROOT, 'tools', 'analysis', 'plot_curves.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_i19_plot_curves_unknown_key_and_missing_logs(tmp_path):
+    run = tmp_path / 'work' / '20260101_000000' / 'vis_data'
+    run.mkdir(parents=True)
+    (run / 'scalars.json').write_text(
+        '{"lr": 0.1, "loss": 2.0, "epoch": 1, "iter": 1, "step": 1}\n'
+        '{"R1@0.5": 10.0, "step": 1}\n')
+    tool = _plot_curves_tool()
+    with pytest.raises(SystemExit, match=r'no run logged "R@1".*training keys: loss, lr; '
+                                         r'validation keys: R1@0\.5'):
+        tool.main([str(tmp_path / 'work'), '--keys', 'R@1', '--out', str(tmp_path / 'c.png')])
+    with pytest.raises(SystemExit, match='work dir not found: .*nowhere'):
+        tool.main([str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'c.png')])
+    with pytest.raises(SystemExit, match=r'no \*/vis_data/scalars.json'):
+        tool.main([str(tmp_path), '--out', str(tmp_path / 'c.png')])
+    (run / 'scalars.json').write_text('{"loss": 1.0, "iter": 1}\nnot json\n')
+    with pytest.raises(ValueError, match=r'scalars.json:2: not JSON'):
+        tool.main([str(tmp_path / 'work'), '--out', str(tmp_path / 'c.png')])
+    assert not (tmp_path / 'c.png').exists()
+
+
+def test_i19_show_dir_bad_show_num_and_unknown_model(tmp_path):
+    from mmengine.config import Config
+
+    from mmvpeft.visualization import add_show_dir
+    cfg = Config.fromfile(DEMO)
+    with pytest.raises(ValueError, match='--show-num must be >= 1, got 0'):
+        add_show_dir(cfg, str(tmp_path / 'show'), 0)
+    cfg.model = dict(type='NotAModel')
+    with pytest.raises(KeyError, match="no visualizer for model type 'NotAModel'.*show_metric"):
+        add_show_dir(cfg, str(tmp_path / 'show'), 4)
+
+
+def test_i19_web_demo_needs_a_model_and_a_video_folder(load_tool):
+    web_demo = load_tool('web_demo')
+    with pytest.raises(SystemExit, match='give --config .*--retrieval-config'):
+        web_demo.main([])
+    with pytest.raises(SystemExit, match='--retrieval-config needs --video-dir'):
+        web_demo.main(['--retrieval-config', 'configs/demo/retrieval_demo.py'])
+# ============================================================ end of branch i19 section ====
