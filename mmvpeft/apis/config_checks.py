@@ -154,8 +154,8 @@ def check_top_level_keys(cfg: Config, config: str) -> None:
 
 # Top-level keys read outside the Runner's constructor: by mmvpeft, and by Runner.train /
 # Runner.wrap_model (MMEngine 0.10.7), beside the Runner keys and the knobs.
-TOOL_KEYS = ('prefix_cache', 'scale_schedule', 'dump_metric', 'activation_checkpointing',
-             'efficient_conv_bn_eval', 'find_unused_parameters', 'sync_bn')
+TOOL_KEYS = ('prefix_cache', 'long_video', 'scale_schedule', 'dump_metric',
+             'activation_checkpointing', 'efficient_conv_bn_eval', 'find_unused_parameters', 'sync_bn')
 
 
 def _fields(node, path: str = '') -> Iterator[Tuple[str, object]]:

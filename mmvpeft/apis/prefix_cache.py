@@ -128,7 +128,7 @@ def encode_video_grid(tower, video_transforms: Sequence[dict], info: dict,
     process = Compose(copy.deepcopy([dict(t) for t in video_transforms[1:]]))
     state = dict(lo=0)
 
-    def plan(results, num_frames, fps, source):  # the loader decodes what this returns
+    def plan(results, num_frames, fps, source, **_):  # the loader decodes what this returns
         if 'grid' not in state:
             state['grid'], state['grid_fps'] = grid_frame_inds(num_frames, fps, grid_fps)
             state.update(num_frames=int(num_frames), fps=float(fps),

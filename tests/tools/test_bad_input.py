@@ -739,8 +739,9 @@ def test_cfg_options_knob_that_no_field_reads_is_refused(tmp_path, load_tool):
     with pytest.raises(KeyError, match=r'"image_size" is a variable of .*set the fields that '
                                        r'hold its value instead: model\.video_backbone'):
         load_tool('train').main([READ_DEMO, '--cfg-options', 'image_size=48'])
-    with pytest.raises(KeyError, match=r'"max_clips" \(a knob that this config does not use'):
-        load_tool('test').main([READ_DEMO, 'none', '--cfg-options', 'max_clips=8'])
+    with pytest.raises(KeyError, match=r'"clip_pretrained" \(a knob that this config does '
+                                       r'not use'):
+        load_tool('test').main([READ_DEMO, 'none', '--cfg-options', 'clip_pretrained=x.pt'])
     assert not (tmp_path / 'work_dirs').exists()
 
 

@@ -42,8 +42,9 @@ class SymmetricInfoNCELoss(nn.Module):
 
     Degenerate batches: with fewer than two distinct pairs (batch size 1, or every item the
     same video) there is no negative and the loss is exactly 0. On the first call that is a
-    ``ValueError`` naming the batch size and ``train_dataloader.batch_size``; later (a last,
-    short batch of an epoch) it is one warning.
+    ``ValueError`` naming the batch size and ``train_dataloader.batch_size`` when it cannot
+    be chance: a batch of one, or four or more items of one video. Otherwise (two or three
+    captions of one video drawn together, a last short batch of an epoch) it is one warning.
 
     Args:
         loss_weight: Multiplier of the returned loss.
@@ -70,11 +71,12 @@ class SymmetricInfoNCELoss(nn.Module):
                'and nothing is learned. Set train_dataloader.batch_size to 2 or more (e.g. '
                '--cfg-options train_dataloader.batch_size=8) and train on at least two '
                'different videos.')
-        if self._calls == 1:
+        # Two or three captions of one video can meet in a shuffled batch by chance.
+        if self._calls == 1 and (batch < 2 or batch >= 4):
             raise ValueError(msg)
         if not self._warned:
             self._warned = True
-            warnings.warn(msg + ' (a later batch; this loss step is 0)')
+            warnings.warn(msg + ' (a short or chance batch; this loss step is 0)')
 
     def forward(self, video_embed: torch.Tensor, text_embed: torch.Tensor,
                 logit_scale: torch.Tensor,

@@ -204,10 +204,14 @@ def test_fewer_than_two_distinct_pairs_fail_at_the_first_step():
     # Four items of one video (equal pair ids): the same, whatever the batch size.
     with pytest.raises(ValueError, match=r'batch of 4 item\(s\) holds 1 distinct'):
         SymmetricInfoNCELoss()(v, t, scale, pair_ids=torch.zeros(4, dtype=torch.long))
+    # Two captions of one video can meet by chance in a shuffled first batch: a warning.
+    with pytest.warns(UserWarning, match='batch of 2 item'):
+        assert SymmetricInfoNCELoss()(v[:2], t[:2], scale,
+                                      pair_ids=torch.zeros(2, dtype=torch.long)) == 0
     # After a proper first step, a short last batch warns once and counts 0.
     loss = SymmetricInfoNCELoss()
     assert loss(v, t, scale) > 0
-    with pytest.warns(UserWarning, match='a later batch'):
+    with pytest.warns(UserWarning, match='a short or chance batch'):
         assert loss(v[:1], t[:1], scale) == 0
     import warnings
     with warnings.catch_warnings():
