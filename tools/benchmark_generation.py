@@ -20,10 +20,11 @@ import statistics
 import time
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmvpeft.apis.benchmarking import hardware_name, pipeline_image_size
+from mmvpeft.apis.config_checks import CfgOptionsAction
 from mmvpeft.registry import MODELS
 
 
@@ -104,7 +105,7 @@ def main(argv=None):
     parser.add_argument('--beam-size', type=int, default=3)
     parser.add_argument('--rounds', type=int, default=3, help='timed rounds after a warm-up')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     args = parser.parse_args(argv)
     if args.max_len < 1 or args.beam_size < 2 or args.rounds < 1 or args.batch_size < 1:
         parser.error('--max-len, --rounds and --batch-size must be >= 1 and --beam-size >= 2')

@@ -23,9 +23,9 @@ import os.path as osp
 
 import cv2
 import numpy as np
-from mmengine.config import DictAction
 
 from mmvpeft.apis import init_grounder
+from mmvpeft.apis.config_checks import CfgOptionsAction
 from mmvpeft.apis.inference import check_gt_windows, check_query
 from mmvpeft.visualization import draw_timeline, read_thumbnails
 
@@ -51,7 +51,7 @@ def parse_args(argv=None):
     parser.add_argument('--allow-base-mismatch', action='store_true',
                         help='load a checkpoint trained on another frozen base (a warning '
                         'instead of an error)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config entries')
     return parser.parse_args(argv)
 

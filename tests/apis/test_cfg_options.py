@@ -50,3 +50,15 @@ def test_cpu_threads_leave_room_for_loader_workers(monkeypatch):
             configure_cpu_threads(cfg, threads=0)
     finally:
         torch.set_num_threads(old)
+
+
+
+@pytest.mark.parametrize('tool, positional', [
+    ('train', ['c.py']), ('test', ['c.py', 'none']), ('demo', ['v.mp4', 'a query']),
+    ('benchmark', ['c.py']), ('build_prefix_cache', ['c.py', 'cache']),
+    ('compare_peft', ['c.py']), ('low_resource', ['c.py'])])
+def test_every_tool_keeps_spaces_in_option_values(tool, positional, load_tool):
+    """Every tool with --cfg-options reads values as typed (MMEngine's DictAction drops the
+    spaces of '/x/v dir ü'), as the shell hands them over."""
+    args = load_tool(tool).parse_args([*positional, '--cfg-options', 'data_root=/x/v dir ü'])
+    assert args.cfg_options == {'data_root': '/x/v dir ü'}
