@@ -17,13 +17,12 @@ tokens (and the largest score difference).
 """
 import argparse
 import statistics
-import time
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from mmvpeft.apis.benchmarking import hardware_name, pipeline_image_size
+from mmvpeft.apis.benchmarking import hardware_name, pipeline_image_size, timed
 from mmvpeft.apis.config_checks import CfgOptionsAction
 from mmvpeft.registry import MODELS
 
@@ -46,16 +45,6 @@ def build(cfg, max_len: int, device: torch.device):
     return MODELS.build(cfg.model).to(device).eval()
 
 
-def _timed(fn, device: torch.device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    out = fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start, out
-
-
 def run(cfg, batch_size: int, max_len: int, beam_size: int, rounds: int, device: str) -> dict:
     """Times the four decodings; returns medians, speed-ups and agreement."""
     dev = torch.device(device)
@@ -76,7 +65,7 @@ def run(cfg, batch_size: int, max_len: int, beam_size: int, rounds: int, device:
         for name, beam in settings.items():
             order = (False, True) if r % 2 == 0 else (True, False)
             for cache in order:
-                t, out = _timed(lambda: dec.generate(
+                t, out = timed(lambda: dec.generate(
                     memory, mask, max_len=max_len, beam_size=beam, min_len=max_len,
                     use_cache=cache, return_scores=True), dev)
                 if r:

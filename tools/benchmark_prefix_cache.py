@@ -43,17 +43,11 @@ import time
 
 from mmengine.config import Config
 
+from mmvpeft.apis.benchmarking import load_average
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 _ITER = re.compile(r'Iter\(train\)\s*\[\s*(\d+)/\s*(\d+)\].*?\btime: ([\d.]+)\s+'
                    r'data_time: ([\d.]+)')
-
-
-def _loadavg() -> str:
-    try:
-        with open('/proc/loadavg') as f:
-            return ' '.join(f.read().split()[:3])
-    except OSError:
-        return 'n/a'
 
 
 def _full_towers(task: str) -> dict:
@@ -140,7 +134,7 @@ def step_times(log: str):
 
 
 def train_run(config: str, work_dir: str, name: str, options=()) -> dict:
-    load = _loadavg()
+    load = load_average()
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir',
            osp.join(work_dir, name)]
     if options:
@@ -151,7 +145,7 @@ def train_run(config: str, work_dir: str, name: str, options=()) -> dict:
         raise RuntimeError(f'no training iterations logged by {" ".join(cmd)}')
     return dict(step=statistics.median(t for t, _ in times),
                 data=statistics.median(d for _, d in times), steps=len(times),
-                load=f'{load} -> {_loadavg()}')
+                load=f'{load} -> {load_average()}')
 
 
 def benchmark(task: str, work_dir: str, steps: int, batch_size: int, tiny: bool) -> dict:
@@ -159,12 +153,12 @@ def benchmark(task: str, work_dir: str, steps: int, batch_size: int, tiny: bool)
     cache = osp.join(work_dir, f'cache_{task}')
     shutil.rmtree(cache, ignore_errors=True)
     decoded = train_run(config, work_dir, f'{task}_decoded')  # also generates the videos
-    load = _loadavg()
+    load = load_average()
     start = time.perf_counter()
     _run([sys.executable, osp.join(ROOT, 'tools', 'build_prefix_cache.py'), config, cache,
           '--loaders', 'train_dataloader', '--no-progress'],
          osp.join(work_dir, f'{task}_build.log'))
-    build = dict(seconds=time.perf_counter() - start, load=f'{load} -> {_loadavg()}',
+    build = dict(seconds=time.perf_counter() - start, load=f'{load} -> {load_average()}',
                  mib=sum(osp.getsize(osp.join(d, f)) for d, _, fs in os.walk(cache)
                          for f in fs) / 2**20)
     cached = train_run(config, work_dir, f'{task}_cached', [f'prefix_cache={cache}'])

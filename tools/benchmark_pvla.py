@@ -34,13 +34,13 @@ Another script can call :func:`run_benchmark` directly::
 import argparse
 import platform
 import statistics
-import time
 import warnings
 from typing import Optional
 
 import numpy as np
 import torch
 
+from mmvpeft.apis.benchmarking import timed
 from mmvpeft.ops.partial_ot import entropic_partial_wasserstein
 
 
@@ -64,13 +64,8 @@ def _timeit(fn, device: torch.device, repeat: int):
     out = fn()
     times = []
     for _ in range(repeat):
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
+        seconds, out = timed(fn, device)
+        times.append(seconds * 1e3)
     return out, times
 
 

@@ -27,15 +27,9 @@ import tempfile
 import time
 from typing import Optional
 
+from mmvpeft.apis.benchmarking import load_average
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def _loadavg() -> str:
-    try:
-        with open('/proc/loadavg') as f:
-            return ' '.join(f.read().split()[:3])
-    except OSError:
-        return 'n/a'
 
 
 def _last(pattern: str, text: str) -> str:
@@ -57,7 +51,7 @@ def run_once(config: str, one_thread: bool, options, keep: bool,
         cmd += ['--cpu-threads', str(threads)]
     if options:
         cmd += ['--cfg-options', *options]
-    load = _loadavg()
+    load = load_average()
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -67,7 +61,7 @@ def run_once(config: str, one_thread: bool, options, keep: bool,
                          f'{out[-3000:]}')
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)
-    return dict(wall=wall, load_before=load, load_after=_loadavg(),
+    return dict(wall=wall, load_before=load, load_after=load_average(),
                 threads=_last(r'CPU threads: ([^\n]*)', out),
                 val=_last(r'Epoch\(val\)[^\n]*?(R1@0\.5: [\d.]+[^\n]*?mIoU: [\d.]+|'
                           r't2v/R@1: [\d.]+)', out),
@@ -86,7 +80,7 @@ def main(argv=None):
     parser.add_argument('--keep', action='store_true', help='keep the run folders')
     args = parser.parse_args(argv)
     times = {False: [], True: [], 'n': []}
-    print(f'machine: {os.cpu_count()} CPUs, load {_loadavg()}', flush=True)
+    print(f'machine: {os.cpu_count()} CPUs, load {load_average()}', flush=True)
     for i in range(args.repeat):
         for one_thread in (False, True):
             r = run_once(args.config, one_thread, args.cfg_options, args.keep)

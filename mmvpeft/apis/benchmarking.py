@@ -68,6 +68,27 @@ def synthetic_batch(cfg, batch_size: int, num_clips: int, num_words: int,
     return {k: v.to(device) for k, v in inputs.items()}, samples
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages of ``/proc/loadavg`` ('n/a' where there is
+    none): printed beside timings taken on a machine other jobs may share."""
+    try:
+        with open('/proc/loadavg') as f:
+            return ' '.join(f.read().split()[:3])
+    except OSError:
+        return 'n/a'
+
+
+def timed(fn, device: torch.device) -> Tuple[float, object]:
+    """``(seconds, fn())``, with CUDA work finished before and after the clock reads."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start, out
+
+
 def hardware_name(dev: torch.device) -> str:
     if dev.type == 'cuda':
         return torch.cuda.get_device_name(dev)

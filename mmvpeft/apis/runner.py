@@ -281,19 +281,25 @@ def dump_metric_type(cfg: Config):
     return getattr(model_cls, 'dump_metric', None) or 'MomentSubmissionDumper'
 
 
+def append_test_metric(cfg: Config, metric: dict) -> None:
+    """Add ``metric`` (a metric config) after the test evaluator's metrics, whichever form
+    ``cfg.test_evaluator`` takes: one metric, a list, or an ``Evaluator`` with ``metrics``."""
+    evaluator = cfg.test_evaluator
+    if isinstance(evaluator, (list, tuple)):
+        cfg.test_evaluator = list(evaluator) + [metric]
+    elif evaluator.get('type', 'Evaluator') == 'Evaluator' and 'metrics' in evaluator:
+        metrics = evaluator['metrics']
+        metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+        evaluator['metrics'] = metrics + [metric]
+    else:
+        cfg.test_evaluator = [evaluator, metric]
+
+
 def add_submission_dump(cfg: Config, out_file: str) -> None:
     """Append the task's prediction writer (:func:`dump_metric_type`) to the test
     evaluator: a JSON-lines file of predictions."""
     if not out_file.endswith('.jsonl'):
         raise ValueError(f'--dump expects a .jsonl path, got {out_file}')
     writer = dump_metric_type(cfg)
-    dumper = dict(writer if isinstance(writer, dict) else dict(type=writer), out_file=out_file)
-    evaluator = cfg.test_evaluator
-    if isinstance(evaluator, (list, tuple)):
-        cfg.test_evaluator = list(evaluator) + [dumper]
-    elif evaluator.get('type', 'Evaluator') == 'Evaluator' and 'metrics' in evaluator:
-        metrics = evaluator['metrics']
-        metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
-        evaluator['metrics'] = metrics + [dumper]
-    else:
-        cfg.test_evaluator = [evaluator, dumper]
+    append_test_metric(
+        cfg, dict(writer if isinstance(writer, dict) else dict(type=writer), out_file=out_file))

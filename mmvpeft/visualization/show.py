@@ -48,15 +48,9 @@ def add_show_dir(cfg: Config, show_dir: str, show_num: int = 20,
     PNGs into ``show_dir`` to ``cfg.test_evaluator``; returns the appended config."""
     if int(show_num) < 1:
         raise ValueError(f'--show-num must be >= 1, got {show_num}')
-    from . import caption_show, moment_show, qa_show, retrieval_show  # noqa: F401 (register)
+    # Lazy: mmvpeft.apis builds on models and datasets, which this package does not need.
+    # (The visualizers are registered by this package's __init__, which imports them.)
+    from mmvpeft.apis.runner import append_test_metric
     show = dict(metric or show_metric_type(cfg), out_dir=show_dir, show_num=int(show_num))
-    evaluator = cfg.test_evaluator
-    if isinstance(evaluator, (list, tuple)):
-        cfg.test_evaluator = list(evaluator) + [show]
-    elif evaluator.get('type', 'Evaluator') == 'Evaluator' and 'metrics' in evaluator:
-        metrics = evaluator['metrics']
-        metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
-        evaluator['metrics'] = metrics + [show]
-    else:
-        cfg.test_evaluator = [evaluator, show]
+    append_test_metric(cfg, show)
     return show

@@ -20,7 +20,7 @@ import numpy as np
 from mmvpeft.utils.fileio import atomic_path
 from .moments import DEFAULTS as MOMENT_DEFAULTS
 from .moments import synthetic_concepts
-from .videos import COLORS, QUERY_TEMPLATES, SHAPES, draw_shape
+from .videos import COLORS, QUERY_TEMPLATES, SHAPES, draw_event
 
 
 def _distractors(rng: np.random.Generator, total: float, target: Tuple[float, float],
@@ -88,13 +88,7 @@ def write_long_shape_video(path: str, duration: float, target: Tuple[float, floa
                 k += 1
             if k < len(spans) and spans[k][0] <= n < spans[k][1]:
                 n0, n1, ev = spans[k]
-                p = (n - n0) / max(1, n1 - n0 - 1)
-                lo, hi = r + 1, (w if ev['direction'] in ('left', 'right') else h) - r - 2
-                pos = int(round(lo + (hi - lo) * (p if ev['direction'] in ('right', 'down')
-                                                     else 1 - p)))
-                cx, cy = (pos, ev['fixed']) if ev['direction'] in ('left', 'right') \
-                    else (ev['fixed'], pos)
-                draw_shape(frame, ev['shape'], cx, cy, r, COLORS[ev['color']][::-1])
+                draw_event(frame, ev, (n - n0) / max(1, n1 - n0 - 1), r)
             writer.write(frame)
         writer.release()
     return dict(query=events[0]['query'], window=[float(target[0]), float(target[1])],

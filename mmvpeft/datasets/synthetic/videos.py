@@ -97,6 +97,18 @@ def draw_shape(frame: np.ndarray, shape: str, cx: int, cy: int, r: int,
         cv2.fillPoly(frame, [pts], bgr, lineType=cv2.LINE_8)
 
 
+def draw_event(frame: np.ndarray, event: Dict, progress: float, r: int) -> None:
+    """Draw ``event``'s shape into ``frame`` (BGR ``(H, W, 3)``, in place) where its motion
+    puts it at ``progress`` (0 at its first frame, 1 at its last), ``r`` pixels in radius."""
+    h, w = frame.shape[:2]
+    horizontal = event['direction'] in ('left', 'right')
+    lo, hi = r + 1, (w if horizontal else h) - r - 2
+    pos = int(round(lo + (hi - lo) * (progress if event['direction'] in ('right', 'down')
+                                      else 1 - progress)))
+    cx, cy = (pos, event['fixed']) if horizontal else (event['fixed'], pos)
+    draw_shape(frame, event['shape'], cx, cy, r, COLORS[event['color']][::-1])
+
+
 def _make_video(rng: np.random.Generator, duration: float, fps: float,
                 size: Tuple[int, int],
                 events_per_video: Tuple[int, int]) -> Tuple[List[np.ndarray], List[Dict]]:
@@ -128,15 +140,8 @@ def _make_video(rng: np.random.Generator, duration: float, fps: float,
         # Frame n is shown during [n / fps, (n + 1) / fps).
         n0 = int(math.ceil(ev['start'] * fps - 1e-6))
         n1 = min(num_frames, int(math.ceil(ev['end'] * fps - 1e-6)))
-        bgr = COLORS[ev['color']][::-1]
         for n in range(n0, n1):
-            p = (n - n0) / max(1, n1 - n0 - 1)
-            lo, hi = r + 1, (w if ev['direction'] in ('left', 'right') else h) - r - 2
-            pos = int(round(lo + (hi - lo) * (p if ev['direction'] in ('right', 'down')
-                                                 else 1 - p)))
-            cx, cy = (pos, ev['fixed']) if ev['direction'] in ('left', 'right') \
-                else (ev['fixed'], pos)
-            draw_shape(frames[n], ev['shape'], cx, cy, r, bgr)
+            draw_event(frames[n], ev, (n - n0) / max(1, n1 - n0 - 1), r)
     return frames, events
 
 
