@@ -188,32 +188,43 @@ def test_coarse_grid_lets_the_sampler_choose_among_cached_frames(root):
     assert set(item['data_samples']['frame_inds'].tolist()) <= set(range(0, 16, 2))
 
 
-def test_ranks_share_the_work_and_write_what_one_process_writes(root, monkeypatch):
-    """Two ranks (run one after the other here; tools/dist_extract.sh runs them as gloo
-    processes) each encode their share, the shares partition the videos and texts, and
-    together they write the files one process writes, with the same arrays."""
-    import mmvpeft.apis.prefix_cache as pc
-    import mmvpeft.utils.dist as dist_utils
-    init_default_scope('mmvpeft')
-    cfg = _cfg('read', root)
-    one, two = str(root / 'cache_one_rank'), str(root / 'cache_two_ranks')
-    single = build_prefix_cache(copy.deepcopy(cfg), one, dtype='float32', progress=False)
-    monkeypatch.setattr(pc, 'barrier', lambda: None)
-    monkeypatch.setattr(pc, 'all_gather_objects', lambda obj: [obj])
-    shares = []
-    for rank in (0, 1):
-        monkeypatch.setattr(dist_utils, 'rank_and_world', lambda r=rank: (r, 2))
-        monkeypatch.setattr(pc, 'rank_and_world', lambda r=rank: (r, 2))
-        shares.append(build_prefix_cache(copy.deepcopy(cfg), two, dtype='float32',
-                                         progress=False))
-    for key in ('videos', 'texts', 'frames'):
-        assert shares[0][key] > 0 and shares[1][key] > 0, key
-        assert shares[0][key] + shares[1][key] == single[key], key
+def test_two_processes_write_what_one_process_writes_and_resume(root, load_tool):
+    """``TOOL=build_prefix_cache tools/dist_extract.sh 2`` (two gloo processes under torchrun)
+    finishes a cache that one process had half written (its files for some videos and texts
+    removed, as an interruption leaves it): the two ranks share the rest, and the cache ends
+    with the files and arrays one process writes, with one summed report."""
+    import shutil
+    import subprocess
+    repo = osp.dirname(osp.dirname(DEMOS))
+    opts = [f'data_root={root / "data_read_dist"}']
+    for loader in LOADERS:
+        opts += [f'{loader}.dataset.generator.{k}={v}' for k, v in READ_GEN.items()
+                 if k != 'size']
+    one, two = root / 'cache_one_process', root / 'cache_two_processes'
+    config = osp.join(DEMOS, 'read_demo.py')
+    args = ['--dtype', 'float32', '--no-progress', '--cfg-options', *opts]
+    load_tool('build_prefix_cache').main([config, str(one), *args])  # also writes the videos
+    shutil.copytree(one, two)
+    removed = {}
     for sub in ('video', 'text'):
-        names = sorted(os.listdir(osp.join(one, sub)))
-        assert names == sorted(os.listdir(osp.join(two, sub))), sub
+        names = sorted(n for n in os.listdir(two / sub) if n.endswith('.npy'))
+        assert len(names) >= 2, sub
+        removed[sub] = names[::2]  # the "interrupted" run: every other file missing
+        for n in removed[sub]:
+            os.remove(two / sub / n)
+    env = dict(os.environ, OMP_NUM_THREADS='1', PORT='29543', TOOL='build_prefix_cache')
+    proc = subprocess.run(['bash', osp.join(repo, 'tools', 'dist_extract.sh'), '2', config,
+                           str(two), *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 prints the summed report once: the two ranks wrote exactly what was missing
+    assert proc.stdout.count(f'{len(removed["video"])} video(s)') == 1, proc.stdout
+    assert f'{len(removed["text"])} text(s) written' in proc.stdout, proc.stdout
+    for sub in ('video', 'text'):
+        names = sorted(os.listdir(one / sub))
+        assert names == sorted(os.listdir(two / sub)), sub
         for n in names:
-            a, b = osp.join(one, sub, n), osp.join(two, sub, n)
+            a, b = one / sub / n, two / sub / n
             if n.endswith('.npy'):
                 np.testing.assert_array_equal(np.load(a), np.load(b), err_msg=n)
             else:
