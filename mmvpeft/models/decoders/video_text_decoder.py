@@ -415,8 +415,9 @@ class DecoderCache:
     arithmetic, so the step calls the blocks' weights directly (functional layer norm,
     linear and activation; no module call, no identity layer scale), runs one new word per
     prefix (every step of :meth:`VideoTextDecoder.generate`) on ``(N, W)`` rows without
-    reshaping, and attends to the memory with three batched products on keys stored
-    transposed and pre-scaled. PETL blocks keep their handlers at every site.
+    reshaping, keeps each block's keys and values in one buffer, and attends to the memory
+    with three batched products on keys stored transposed. PETL blocks keep their handlers
+    at every site.
 
     It follows the step protocol of :mod:`.generation`: ``cache(tokens (N, L), rows)``
     returns the (N, V) next-token log-probabilities; ``reorder(parents)`` gathers every
