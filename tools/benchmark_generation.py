@@ -13,7 +13,8 @@ each round so both see the same machine load. The decoder's context length is ra
 ``1 + max_len`` positions when the config's is shorter (random positional rows).
 
 It prints the median time of each, the speed-ups, and whether the two paths gave identical
-tokens (and the largest score difference).
+tokens (and the largest score difference), with the machine's load average before and after
+(on a shared machine the ratios are trustworthy, the absolute times less so).
 """
 import argparse
 import statistics
@@ -22,7 +23,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from mmvpeft.apis.benchmarking import hardware_name, pipeline_image_size, timed
+from mmvpeft.apis.benchmarking import (hardware_name, load_average, pipeline_image_size,
+                                        timed)
 from mmvpeft.apis.config_checks import CfgOptionsAction
 from mmvpeft.registry import MODELS
 
@@ -48,6 +50,7 @@ def build(cfg, max_len: int, device: torch.device):
 def run(cfg, batch_size: int, max_len: int, beam_size: int, rounds: int, device: str) -> dict:
     """Times the four decodings; returns medians, speed-ups and agreement."""
     dev = torch.device(device)
+    load = load_average()
     model = build(cfg, max_len, dev)
     num_frames, size = cfg.get('num_frames', 8), pipeline_image_size(cfg)
     g = torch.Generator().manual_seed(0)
@@ -72,7 +75,8 @@ def run(cfg, batch_size: int, max_len: int, beam_size: int, rounds: int, device:
                     times[(name, cache)].append(t)
                 outputs[(name, cache)] = out
     result = dict(hardware=hardware_name(dev), batch_size=batch_size, memory_tokens=memory.shape[1],
-                  max_len=max_len, rounds=rounds, settings={})
+                  max_len=max_len, rounds=rounds, settings={},
+                  load=f'{load} -> {load_average()}')
     for name in settings:
         plain = statistics.median(times[(name, False)])
         cached = statistics.median(times[(name, True)])
@@ -105,7 +109,8 @@ def main(argv=None):
     res = run(cfg, args.batch_size, args.max_len, args.beam_size, args.rounds, args.device)
     print(f'{args.config}: random weights, {res["batch_size"]} videos, '
           f'{res["memory_tokens"]} memory tokens each, {res["max_len"]} words, '
-          f'median of {res["rounds"]} rounds, {res["hardware"]}')
+          f'median of {res["rounds"]} rounds, {res["hardware"]}, load average '
+          f'{res["load"]}')
     for name, s in res['settings'].items():
         print(f'{name:>8}: no cache {s["plain_s"]:.3f} s, cache {s["cached_s"]:.3f} s, '
               f'speed-up {s["speedup"]:.1f}x, tokens identical: {s["identical"]} '

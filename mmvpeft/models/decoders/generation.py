@@ -20,12 +20,10 @@ StepFn = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 def _forbid_eot(logp: torch.Tensor, eot: int, generated: int, min_len: int) -> torch.Tensor:
     """``logp`` (N, V) with EOT impossible while fewer than ``min_len`` words (tokens other
-    than EOT) were generated."""
+    than EOT) were generated (a new tensor then; ``logp`` is left as it is)."""
     if generated >= min_len:
         return logp
-    logp = logp.clone()
-    logp[:, eot] = float('-inf')
-    return logp
+    return logp.index_fill(1, torch.tensor([eot], device=logp.device), float('-inf'))
 
 
 def greedy_search(step: StepFn, start: torch.Tensor, eot: int, max_len: int,
@@ -47,24 +45,35 @@ def greedy_search(step: StepFn, start: torch.Tensor, eot: int, max_len: int,
         list[list[int]]: B generated sequences, without the start token and EOT; with
         ``return_scores``, a tuple (sequences, scores (list of B floats)).
     """
-    tokens = start
-    done = torch.zeros(start.shape[0], dtype=torch.bool, device=start.device)
-    picked = []  # per step: (B,) log p of the chosen token, 0 once a row has finished
+    b, n0 = start.shape
+    # Room for every token; step t reads the first n0 + t columns (a view, no copy).
+    tokens = start.new_empty(b, n0 + max_len)
+    tokens[:, :n0] = start
+    done = torch.zeros(b, dtype=torch.bool, device=start.device)
+    picked = []  # per step: (B,) log p of the chosen token
+    steps = max_len
     for t in range(max_len):
-        logp = _forbid_eot(step(tokens, None), eot, t, min_len)
-        nxt = logp.argmax(-1)
+        logp = _forbid_eot(step(tokens[:, :n0 + t], None), eot, t, min_len)
+        best, nxt = logp.max(-1)  # the first of equal maxima, as argmax
+        picked.append(best)
+        tokens[:, n0 + t] = nxt
         # Finished rows keep decoding (causal attention keeps rows independent); their
-        # extra tokens are cut below, and their scores stop growing.
-        if return_scores:
-            picked.append(logp.gather(1, nxt[:, None])[:, 0].double().masked_fill(done, 0.0))
-        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-        done |= nxt == eot
-        if bool(done.all()):
-            break
-    seqs = [_strip(row[1:].tolist(), eot) for row in tokens]
+        # extra tokens are cut below, and their scores stop growing. While EOT is
+        # forbidden no row can finish, so there is nothing to check.
+        if t >= min_len:
+            done |= nxt == eot
+            if bool(done.all()):
+                steps = t + 1
+                break
+    generated = tokens[:, n0:n0 + steps]
+    seqs = [_strip(row, eot) for row in generated.tolist()]
     if not return_scores:
         return seqs
-    return seqs, torch.stack(picked).sum(0).tolist()
+    # A row's tokens after its first EOT add nothing to its score.
+    is_eot = (generated == eot).int()
+    after_eot = (is_eot.cumsum(1) - is_eot).bool()
+    scores = torch.stack(picked, 1).double().masked_fill(after_eot, 0.0)
+    return seqs, scores.sum(1).tolist()
 
 
 def beam_search(step: StepFn, start: torch.Tensor, eot: int, max_len: int, beam_size: int,

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+from open_clip.transformer import LayerNorm as OpenCLIPLayerNorm
 from open_clip.transformer import MultimodalTransformer, Transformer
 from torch import nn
 
@@ -404,10 +405,19 @@ class DecoderCache:
 
     Cross-attention keys and values of the memory (video and text context) are projected
     once per batch item; every self-attention block keeps the keys and values of the words
-    seen so far; PETL methods that recur over words (READ) keep their carried state in
-    :attr:`states` (handed to the blocks as ``SequenceLayout.step_cache``). A call then runs
-    the decoder on the newest words only, which gives what a full forward over the whole
-    prefix gives at those positions (the self-attention is causal, READ one-directional).
+    seen so far in a buffer sized for the whole context, written in place; PETL methods that
+    recur over words (READ) keep their carried state in :attr:`states` (handed to the
+    blocks as ``SequenceLayout.step_cache``). A call then runs the decoder on the newest
+    words only, which gives what a full forward over the whole prefix gives at those
+    positions (the self-attention is causal, READ one-directional).
+
+    A step of a small decoder costs about as much in per-operation overhead as in
+    arithmetic, so the step calls the blocks' weights directly (functional layer norm,
+    linear and activation; no module call, no identity layer scale), runs one new word per
+    prefix (every step of :meth:`VideoTextDecoder.generate`) on ``(N, W)`` rows without
+    reshaping, keeps each block's keys and values in one buffer, and attends to the memory
+    with three batched products on keys stored transposed. PETL blocks keep their handlers
+    at every site.
 
     It follows the step protocol of :mod:`.generation`: ``cache(tokens (N, L), rows)``
     returns the (N, V) next-token log-probabilities; ``reorder(parents)`` gathers every
@@ -424,15 +434,25 @@ class DecoderCache:
         self.dec = decoder
         dtype = decoder.token_embedding.weight.dtype
         memory = memory.to(dtype)
-        # (B, 1, 1, S) additive mask, broadcast over heads and queries.
         bias = torch.zeros(memory_mask.shape, dtype=dtype, device=memory.device)
-        self.bias = bias.masked_fill(~memory_mask.bool(), float('-inf'))[:, None, None]
-        self.cross_q: list = []
-        self.cross = [self._cross_kv(blk, memory) for blk in decoder.decoder.cross_attn]
+        self.bias = bias.masked_fill(~memory_mask.bool(), float('-inf'))  # (B, S) additive
         self.blocks = list(decoder.blocks())
+        self.n_uni = len(decoder.text.resblocks) if decoder.text is not None else 0
         self.peft = [isinstance(b, PEFTBlock) for b in self.blocks]
-        # Per self-attention block: keys and values (2, N, H, context, d), filled up to
-        # ``length`` (allocated at the first call, when N is known).
+        self.any_peft = any(self.peft)
+        self.self_parts = [_BlockParts(b) for b in self.blocks]
+        self.cross_parts = [_BlockParts(b) for b in decoder.decoder.cross_attn]
+        self.cross = [self._cross_kv(p, memory) for p in self.cross_parts]
+        self.text_ln = None if decoder.text is None else _norm_fn(decoder.text_ln)
+        self.ln_final = _norm_fn(decoder.decoder.ln_final)
+        self.positions = decoder.positional_embedding
+        self.projection = decoder.decoder.text_projection
+        self.out_dtype = torch.promote_types(dtype, torch.float32)  # as _log_softmax
+        self.embedding = (decoder.token_embedding.weight
+                          if _plain_embedding(decoder.token_embedding) else None)
+        # Per self-attention block: keys and values (N, context, 2 * W) (keys, then values;
+        # head h in columns h*d:(h+1)*d of each), filled up to ``length`` (allocated at
+        # the first call, when N is known).
         self.self_kv: List[Optional[torch.Tensor]] = [None] * len(self.blocks)
         self.states: dict = {}
         self.length = 0
@@ -446,7 +466,9 @@ class DecoderCache:
         Args:
             parents (Tensor): (N,) int64 positions in the previous call's batch.
         """
-        self.self_kv = [None if kv is None else kv[:, parents] for kv in self.self_kv]
+        # A gathered copy (not a view): the next step writes its keys into the buffer.
+        self.self_kv = [None if kv is None else kv.index_select(0, parents)
+                        for kv in self.self_kv]
         self.states = {m: tuple(t[parents] for t in s) if isinstance(s, tuple) else s[parents]
                        for m, s in self.states.items()}
 
@@ -464,54 +486,55 @@ class DecoderCache:
             Tensor: (N, V) float32 (or float64) log-probabilities.
         """
         dec = self.dec
-        n_new = tokens.shape[1] - self.length
-        if n_new < 1:
-            raise ValueError(f'the cache holds {self.length} positions; a step needs at least '
-                             f'one new token, got prefixes of length {tokens.shape[1]}')
-        dec.check_length(tokens.shape[1])
-        new = tokens[:, self.length:]
-        x = dec.token_embedding(new) + dec.positional_embedding[self.length:tokens.shape[1]]
-        layout = SequenceLayout(batch_size=tokens.shape[0], step_cache=self.states)
-        n_uni = len(dec.text.resblocks) if dec.text is not None else 0
+        start, length = self.length, tokens.shape[1]
+        if length <= start:
+            raise ValueError(f'the cache holds {start} positions; a step needs at least '
+                             f'one new token, got prefixes of length {length}')
+        dec.check_length(length)
+        if self.embedding is not None:
+            x = F.embedding(tokens[:, start:], self.embedding)
+        else:
+            x = dec.token_embedding(tokens[:, start:])
+        x = x + self.positions[start:length]
+        one = length - start == 1  # one new word per prefix: (N, W) rows
+        if one:
+            x = x.view(x.shape[0], x.shape[2])
+        layout = (SequenceLayout(batch_size=tokens.shape[0], step_cache=self.states)
+                  if self.any_peft else None)
         cross_kv = self._cross_for(rows)
-        with (dec.run_blocks(layout) if any(self.peft) else contextlib.nullcontext()):
+        n_uni = self.n_uni
+        with (dec.run_blocks(layout) if layout is not None else contextlib.nullcontext()):
             for i, block in enumerate(self.blocks):
-                if i == n_uni and dec.text is not None:
-                    x = dec.text_ln(x)
-                x = self._self_block(i, block, x, layout)
+                if i == n_uni and self.text_ln is not None:
+                    x = self.text_ln(x)
+                if one and not self.peft[i]:
+                    x = self._self_word(i, x)
+                elif one:
+                    x = self._self_block(i, block, x[:, None], layout)[:, 0]
+                else:
+                    x = self._self_block(i, block, x, layout)
                 if i >= n_uni:
-                    x = self._cross_block(i - n_uni, x, *cross_kv[i - n_uni])
-        if n_uni == len(self.blocks) and dec.text is not None:  # no multimodal layer
-            x = dec.text_ln(x)
-        self.length = tokens.shape[1]
-        return _log_softmax(dec.decoder.ln_final(x[:, -1]) @ dec.decoder.text_projection)
+                    x = self._cross_block(self.cross_parts[i - n_uni], x, *cross_kv[i - n_uni])
+        if n_uni == len(self.blocks) and self.text_ln is not None:  # no multimodal layer
+            x = self.text_ln(x)
+        self.length = length
+        logits = torch.mm(self.ln_final(x if one else x[:, -1]), self.projection)
+        return (logits if logits.dtype == self.out_dtype else logits.to(self.out_dtype)
+                ).log_softmax(-1)
 
     # ---- pieces --------------------------------------------------------------------------
-    @staticmethod
-    def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-        """(N, L, D) -> (N, H, L, D/H)."""
-        n, length, d = x.shape
-        return x.view(n, length, heads, d // heads).transpose(1, 2)
-
-    @staticmethod
-    def _merge(x: torch.Tensor) -> torch.Tensor:
-        """(N, H, L, d) -> (N, L, H*d)."""
-        n, h, length, d = x.shape
-        return x.transpose(1, 2).reshape(n, length, h * d)
-
-    def _cross_kv(self, blk: nn.Module, memory: torch.Tensor):
-        """Keys and values (B, H, S, d) of the memory in one cross-attention block (with
-        the mask (B, 1, 1, S)), and its query projection's weight and bias."""
-        d = blk.attn.embed_dim
-        w, b = blk.attn.in_proj_weight, blk.attn.in_proj_bias
-        mem = blk.ln_1_kv(memory)
-        k = F.linear(mem, w[d:2 * d], None if b is None else b[d:2 * d])
-        v = F.linear(mem, w[2 * d:], None if b is None else b[2 * d:])
-        heads = blk.attn.num_heads
-        self.cross_q.append((w[:d], None if b is None else b[:d]))
-        # Contiguous per head: the attention of every step reads them.
-        return (self._heads(k, heads).contiguous(), self._heads(v, heads).contiguous(),
-                self.bias)
+    def _cross_kv(self, parts: '_BlockParts', memory: torch.Tensor):
+        """Of the memory in one cross-attention block, per (batch item, head) pair: keys
+        transposed (B*H, d, S), values (B*H, S, d), and the mask (B*H, 1, S)."""
+        b, s, width = memory.shape
+        heads = parts.heads
+        d = width // heads
+        w, bias = parts.in_w[width:], None if parts.in_b is None else parts.in_b[width:]
+        kv = F.linear(parts.block.ln_1_kv(memory), w, bias).view(b, s, 2, heads, d)
+        kt = kv[:, :, 0].permute(0, 2, 3, 1).reshape(b * heads, d, s)
+        v = kv[:, :, 1].transpose(1, 2).reshape(b * heads, s, d)
+        mask = self.bias[:, None, None].expand(b, heads, 1, s).reshape(b * heads, 1, s)
+        return kt, v, mask
 
     def _cross_for(self, rows: Optional[torch.Tensor]) -> list:
         """The cross keys / values / mask gathered for the prefixes' batch items (the
@@ -520,62 +543,155 @@ class DecoderCache:
             return self.cross
         if self._rows is None or not torch.equal(self._rows, rows):
             self._rows = rows.clone()
-            self._rows_kv = [tuple(t[rows] for t in kv) for kv in self.cross]
+            heads = self.cross_parts[0].heads if self.cross_parts else 1
+            # Row r of the batch is rows r*H .. r*H + H - 1 of the per-head tensors.
+            idx = (rows[:, None] * heads + torch.arange(heads, device=rows.device)).flatten()
+            self._rows_kv = [tuple(t.index_select(0, idx) for t in kv) for kv in self.cross]
         return self._rows_kv
 
-    def _cross_block(self, j: int, x: torch.Tensor, k: torch.Tensor,
+    def _cross_block(self, p: '_BlockParts', x: torch.Tensor, kt: torch.Tensor,
                      v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """open_clip's cross-attention ``ResidualAttentionBlock`` ``j`` on the newest words."""
-        blk = self.dec.decoder.cross_attn[j]
-        q = F.linear(blk.ln_1(x), *self.cross_q[j])
-        o = F.scaled_dot_product_attention(self._heads(q, blk.attn.num_heads), k, v,
-                                           attn_mask=bias)
-        x = x + blk.ls_1(blk.attn.out_proj(self._merge(o)))
-        return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+        """open_clip's cross-attention ``ResidualAttentionBlock`` on the newest words:
+        ``x`` (N, W) (one word each) or (N, n, W)."""
+        q = F.linear(p.ln_1(x), p.q_w, p.q_b)
+        if x.dim() == 2:  # (N*H, 1, d) queries
+            q = q.view(kt.shape[0], 1, kt.shape[1])
+        else:
+            n, n_new, width = x.shape
+            q = q.view(n, n_new, p.heads, -1).transpose(1, 2).reshape(kt.shape[0], n_new, -1)
+        # softmax(q k / sqrt(d) + mask) v, per (prefix, head)
+        o = torch.bmm(torch.baddbmm(bias, q, kt, alpha=p.scale).softmax(-1), v)
+        if x.dim() == 2:
+            o = o.view(x.shape)
+        else:
+            o = o.view(n, p.heads, n_new, -1).transpose(1, 2).reshape(x.shape)
+        a = F.linear(o, p.out_w, p.out_b)
+        x = x + (a if p.ls_1 is None else p.ls_1(a))
+        m = p.mlp(p.ln_2(x))
+        return x + (m if p.ls_2 is None else p.ls_2(m))
+
+    def _buffer(self, i: int, n: int, like: torch.Tensor) -> torch.Tensor:
+        kv = self.self_kv[i]
+        if kv is None:  # room for the whole context, written in place
+            kv = self.self_kv[i] = like.new_empty(n, self.dec.context_length,
+                                                  like.shape[-1] // 3 * 2)
+        return kv
+
+    def _self_word(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """A plain causal self-attention block on one new word per prefix, ``x`` (N, W)."""
+        p = self.self_parts[i]
+        n, width = x.shape
+        qkv = F.linear(p.ln_1(x), p.in_w, p.in_b)
+        kv = self._buffer(i, n, qkv)
+        end = self.length + 1
+        kv.select(1, self.length).copy_(qkv[:, width:])
+        k, v = kv[:, :end].view(n, end, 2, p.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q = qkv[:, :width].view(n, p.heads, 1, -1)
+        o = F.scaled_dot_product_attention(q, k, v).view(n, width)
+        a = F.linear(o, p.out_w, p.out_b)
+        x = x + (a if p.ls_1 is None else p.ls_1(a))
+        m = p.mlp(p.ln_2(x))
+        return x + (m if p.ls_2 is None else p.ls_2(m))
 
     def _self_block(self, i: int, block: nn.Module, x: torch.Tensor,
-                    layout: SequenceLayout) -> torch.Tensor:
+                    layout: Optional[SequenceLayout]) -> torch.Tensor:
         """One causal self-attention block (plain or with PETL sites) on the newest words,
-        appending their keys and values to the block's cache."""
+        ``x`` (N, n, W), writing their keys and values into the block's buffer."""
+        p = self.self_parts[i]
         peft = self.peft[i]
         if peft:
             for m in block._handlers('pre_block'):
                 x = m.pre_block(x, layout)
-        h = block.ln_1(x)
-        if peft:
+        h = p.ln_1(x)
+        if peft and block.peft_sites.get('qkv'):
             qkv = torch.cat(block.project_qkv(h), dim=-1)
         else:
-            qkv = F.linear(h, block.attn.in_proj_weight, block.attn.in_proj_bias)
-        heads = block.attn.num_heads
-        n, n_new = qkv.shape[:2]
-        qkv = qkv.view(n, n_new, 3, heads, -1).permute(2, 0, 3, 1, 4)  # (3, N, H, n, d)
-        if self.self_kv[i] is None:  # room for the whole context, written in place
-            self.self_kv[i] = qkv.new_empty(2, n, heads, self.dec.context_length,
-                                            qkv.shape[-1])
+            qkv = F.linear(h, p.in_w, p.in_b)
+        n, n_new, width = x.shape
+        kv = self._buffer(i, n, qkv)
         start, end = self.length, self.length + n_new
-        kv = self.self_kv[i]
-        kv[:, :, :, start:end] = qkv[1:]
-        q, k, v = qkv[0], kv[0, :, :, :end], kv[1, :, :, :end]
-        total = end
+        kv[:, start:end] = qkv[..., width:]
+        k, v = kv[:, :end].view(n, end, 2, p.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q = qkv[..., :width].view(n, n_new, p.heads, -1).transpose(1, 2)
         mask = None
-        if n_new > 1:  # new word j (position total - n_new + j) sees positions up to itself
-            mask = torch.ones(n_new, total, dtype=torch.bool, device=x.device).tril(
-                total - n_new)
-        o = self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
-        a = block.ls_1(block.project_out(o) if peft else block.attn.out_proj(o))
+        if n_new > 1:  # new word j (position start + j) sees positions up to itself
+            mask = torch.ones(n_new, end, dtype=torch.bool, device=x.device).tril(start)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        o = o.transpose(1, 2).reshape(n, n_new, width)
+        a = (block.project_out(o) if peft and block.peft_sites.get('attn_out')
+             else F.linear(o, p.out_w, p.out_b))
+        if p.ls_1 is not None:
+            a = p.ls_1(a)
         if peft:
             for m in block._handlers('attn_branch'):
                 a = m.attn_branch(a, layout)
         x = x + a
-        h = block.ln_2(x)
-        mlp = (block.peft_mlp(h) if peft and (block.peft_sites.get('mlp_fc')
-                                               or block.peft_sites.get('mlp_proj'))
-               else block.mlp(h))
-        m = block.ls_2(mlp)
+        h = p.ln_2(x)
+        m = (block.peft_mlp(h) if peft and (block.peft_sites.get('mlp_fc')
+                                             or block.peft_sites.get('mlp_proj'))
+             else p.mlp(h))
+        if p.ls_2 is not None:
+            m = p.ls_2(m)
         if peft:
             for handler in block._handlers('mlp_branch'):
                 m = handler.mlp_branch(m, layout)
         return x + m
+
+
+class _BlockParts:
+    """The weights of one open_clip ``ResidualAttentionBlock`` as a cached decoding step
+    calls them: functions for its norms and MLP, ``None`` for an identity layer scale."""
+
+    def __init__(self, block: nn.Module):
+        self.block = block
+        attn = block.attn
+        width, self.heads = attn.embed_dim, attn.num_heads
+        self.in_w, self.in_b = attn.in_proj_weight, attn.in_proj_bias
+        self.scale = (width // self.heads) ** -0.5  # of the attention logits
+        self.q_w = self.in_w[:width]  # the query rows (cross-attention projects only them)
+        self.q_b = None if self.in_b is None else self.in_b[:width]
+        self.out_w, self.out_b = attn.out_proj.weight, attn.out_proj.bias
+        self.ln_1, self.ln_2 = _norm_fn(block.ln_1), _norm_fn(block.ln_2)
+        self.ls_1 = None if isinstance(block.ls_1, nn.Identity) else block.ls_1
+        self.ls_2 = None if isinstance(block.ls_2, nn.Identity) else block.ls_2
+        self.mlp = _mlp_fn(block.mlp)
+
+
+def _plain_embedding(emb: nn.Module) -> bool:
+    """Whether ``emb`` is an ``nn.Embedding`` whose forward is ``F.embedding(x, weight)``."""
+    return (type(emb) is nn.Embedding and emb.max_norm is None
+            and not emb.scale_grad_by_freq and not emb.sparse)
+
+
+def _norm_fn(norm: nn.Module):
+    """``norm`` as a function: a direct ``torch.layer_norm`` for torch's and open_clip's
+    ``LayerNorm`` (which casts back to the input's dtype), else the module itself."""
+    if type(norm) not in (nn.LayerNorm, OpenCLIPLayerNorm):
+        return norm
+    shape, weight, bias, eps = norm.normalized_shape, norm.weight, norm.bias, norm.eps
+    cast_back = type(norm) is OpenCLIPLayerNorm
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        y = torch.layer_norm(x, shape, weight, bias, eps)
+        return y.to(x.dtype) if cast_back and y.dtype != x.dtype else y
+    return fn
+
+
+def _mlp_fn(mlp: nn.Module):
+    """open_clip's MLP (``c_fc``, activation, ``c_proj``) as a function of plain
+    ``F.linear`` calls and, for ``nn.GELU``, ``F.gelu``; else the module itself."""
+    names = [name for name, _ in mlp.named_children()]
+    if names != ['c_fc', 'gelu', 'c_proj'] or not all(
+            type(mlp.get_submodule(n)) is nn.Linear for n in ('c_fc', 'c_proj')):
+        return mlp
+    fc, proj, act = mlp.c_fc, mlp.c_proj, mlp.gelu
+    if type(act) is nn.GELU:
+        approximate = act.approximate
+        act = lambda z: F.gelu(z, approximate=approximate)  # noqa: E731
+
+    def fn(h: torch.Tensor) -> torch.Tensor:
+        return F.linear(act(F.linear(h, fc.weight, fc.bias)), proj.weight, proj.bias)
+    return fn
 
 
 def _log_softmax(logits: torch.Tensor) -> torch.Tensor:

@@ -169,3 +169,70 @@ def test_demo_models_decode_the_same_with_the_cache(config):
         enc = model.encode(inputs)
     assert model.decoder.cache_blockers() == []
     assert_same_decoding(model.decoder, enc['memory'], enc['memory_mask'], max_len=8)
+
+
+def test_one_word_steps_of_mixed_blocks_across_beam_reorders_equal_the_full_forward():
+    """Plain blocks take the one-word (N, W) path and READ blocks the general one; both write
+    the same key/value buffer, which beam reorders (repeated, dropped and swapped rows) gather
+    between steps. Every step's log-probabilities are the full forward's."""
+    dec = make([dict(type='READ', layers=(-1, ), hidden_dim=8)], text_layers=1)
+    assert [type(b).__name__ for b in dec.blocks()] == ['ResidualAttentionBlock',
+                                                        'ResidualAttentionBlock', 'PEFTBlock']
+    mem, mask = memory(dec)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        cache = DecoderCache(dec, mem, mask)
+        prefix, rows = torch.full((3, 1), SOT), torch.arange(3)
+        for parents in (None, [0, 0, 1, 2, 2], [4, 3, 1, 0], [1, 1, 1, 3, 2, 0]):
+            if parents is not None:
+                parents = torch.tensor(parents)
+                cache.reorder(parents)
+                rows = rows[parents]
+                prefix = torch.cat([prefix[parents],
+                                    torch.randint(0, 40, (len(parents), 1), generator=g)], 1)
+            full = dec(prefix, mem[rows], mask[rows])[:, -1].log_softmax(-1)
+            assert torch.allclose(cache(prefix, rows), full, atol=1e-12)
+
+
+def test_cache_follows_layer_scale_and_other_activations():
+    """Blocks whose layer scales are not identities and whose MLP activation is not
+    ``nn.GELU`` (open_clip's QuickGELU) decode the same with and without the cache."""
+    from open_clip.transformer import LayerScale, QuickGELU
+    dec = make(eot_bias=0.0)
+    torch.manual_seed(5)
+    for block in list(dec.decoder.resblocks) + list(dec.decoder.cross_attn):
+        block.ls_1 = LayerScale(32, 0.5).double()
+        block.ls_2 = LayerScale(32, 0.5).double()
+        torch.nn.init.uniform_(block.ls_2.gamma, 0.2, 1.5)
+        block.mlp.gelu = QuickGELU()
+    mem, mask = memory(dec)
+    lengths = assert_same_decoding(dec, mem, mask)
+    assert min(lengths) < 10 and max(lengths) > 3
+
+
+def test_greedy_scores_stop_at_each_rows_own_eot():
+    """Rows finishing at different steps keep decoding until all are done; a row's score is
+    the sum of its log p up to and including its first EOT, and its tokens stop there."""
+    a, b, c, eot = 2, 3, 4, 1
+
+    def step(prefixes, rows):
+        out = []
+        for seq in prefixes.tolist():
+            n, last = len(seq) - 1, seq[-1]
+            lp = [-9.0] * 5
+            if seq[0] == 0:  # row 0: a, eot
+                lp[a if n == 0 else eot] = -0.5 - n
+            elif last == eot:  # a finished row: junk after EOT
+                lp[c] = -0.1
+            else:  # row 1: b, b, b, eot
+                lp[b if n < 3 else eot] = -0.25
+            out.append(lp)
+        return torch.tensor(out, dtype=torch.float64)
+
+    seqs, scores = greedy_search(step, torch.tensor([[0], [5]]), eot, max_len=8,
+                                 return_scores=True)
+    assert seqs == [[a], [b, b, b]]
+    assert scores == pytest.approx([-0.5 - 1.5, -1.0], abs=1e-12)
+    # EOT forbidden until 3 words: row 0 then takes its best other token (the first -9).
+    seqs = greedy_search(step, torch.tensor([[0], [5]]), eot, max_len=4, min_len=3)
+    assert seqs == [[a, 0, 0], [b, b, b]], seqs
