@@ -19,8 +19,9 @@
    after a warm-up prediction; ``ru_maxrss`` where the reset is refused), and the peak of
    Python / NumPy allocations (``tracemalloc``, which sees the decoded frames but not torch's
    own buffers), for a video of the trained length (16 s) and long ones (176 s, 352 s):
-   streamed (``long_video``, one window per forward pass) and decoded whole as
-   ``tools/test.py`` does (the model still windows).
+   streamed (``long_video``, one window per forward pass; ``tools/test.py`` streams the
+   same way) and decoded whole, as ``tools/test.py`` does with ``long_video.stream=False``
+   (the model still windows).
 """
 import argparse
 import json
@@ -167,7 +168,7 @@ def _measure(args) -> None:
     lv = dict(window=16, stride=8, batch_windows=1)
     if args.measure == 'stream':
         g = init_grounder(config, None, 'cpu', long_video=lv)
-    else:  # decoded whole, windows run by the model (the tools/test.py path)
+    else:  # decoded whole, windows run by the model (tools/test.py with stream=False)
         g = init_grounder(config, None, 'cpu', long_video=dict(lv, mode='sliding'))
         g.long_video = None  # predict_batch decodes the whole video with the test pipeline
         g.pipeline.transforms[0].max_clips = None
