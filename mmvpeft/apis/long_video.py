@@ -25,7 +25,7 @@ window of a video once for all of its queries in the batch, runs the rest of the
 pipeline on it and stitches. Clip-feature pipelines keep whole videos in memory (a
 feature row is small) and the model windows them.
 """
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from mmengine.config import Config
 from mmvpeft.datasets.collate import video_query_collate
 from mmvpeft.models.tasks.sliding_window import (WindowStitcher, check_long_video_cfg,
                                                  finish_prediction, plan_windows)
+
+if TYPE_CHECKING:
+    from mmvpeft.datasets.transforms.video_stream import ClipStream
 
 CLIP_LOADERS = ('LoadVideoClips', 'LoadFrameFolder', 'LoadClipFeatures')
 
@@ -111,7 +114,7 @@ def apply_long_video(cfg: Config) -> Optional[dict]:
 
 
 def predict_in_windows(model: torch.nn.Module, post: Callable[[dict], dict],
-                       source: Union['ClipStream', np.ndarray],  # noqa: F821
+                       source: Union['ClipStream', np.ndarray],
                        queries: Sequence[dict], lv: dict, clip_len: float, duration: float,
                        prepare: Callable[[dict], dict], nms_thr: float = 0.7,
                        max_windows: int = 10, update: Optional[Callable[[int], None]] = None
