@@ -19,8 +19,10 @@
    after a warm-up prediction; ``ru_maxrss`` where the reset is refused), and the peak of
    Python / NumPy allocations (``tracemalloc``, which sees the decoded frames but not torch's
    own buffers), for a video of the trained length (16 s) and long ones (176 s, 352 s):
-   streamed (``long_video``, one window per forward pass) and decoded whole as
-   ``tools/test.py`` does (the model still windows).
+   streamed (``long_video``, one window per forward pass) and decoded whole, as
+   ``tools/test.py`` does with ``long_video.stream=False`` (the model still windows). Then
+   the same rise during ``tools/test.py``'s test loop on synthetic val videos of 16, 176 and
+   352 s: streamed (the default) and with ``long_video.stream=False``.
 """
 import argparse
 import json
@@ -167,7 +169,7 @@ def _measure(args) -> None:
     lv = dict(window=16, stride=8, batch_windows=1)
     if args.measure == 'stream':
         g = init_grounder(config, None, 'cpu', long_video=lv)
-    else:  # decoded whole, windows run by the model (the tools/test.py path)
+    else:  # decoded whole, windows run by the model (tools/test.py with stream=False)
         g = init_grounder(config, None, 'cpu', long_video=dict(lv, mode='sliding'))
         g.long_video = None  # predict_batch decodes the whole video with the test pipeline
         g.pipeline.transforms[0].max_clips = None
@@ -186,6 +188,42 @@ def _measure(args) -> None:
     peak = _hwm_kib() if how == 'VmHWM' else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(dict(rise_mib=(peak - before) / 1024, peak_mib=peak / 1024,
                           tracemalloc_mib=py_peak / 2**20, how=how)))
+
+
+def _measure_test(args) -> None:
+    """Child: the rise of peak RSS during ``tools/test.py``'s test loop (``read_demo``, one
+    synthetic 256 x 256 val video of ``args.duration`` s), streamed or decoded whole."""
+    import importlib.util
+
+    from mmengine.runner import Runner
+
+    from mmvpeft.datasets.synthetic.videos import generate_synthetic_videos
+    root = osp.join(args.work_dir, f'test_{args.duration:g}s')
+    gen = dict(num_videos=4, duration=args.duration, fps=4, size=(256, 256),
+               events_per_video=(1, 1), val_ratio=0.25)
+    generate_synthetic_videos(root, **gen)  # before the measurement (the loader finds it)
+    rec, run_test = {}, Runner.test
+
+    def test(self):
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset VmHWM to the current RSS
+        rec['before'] = _rss_kib()
+        out = run_test(self)
+        rec['peak'] = _hwm_kib()
+        return out
+
+    Runner.test = test
+    spec = importlib.util.spec_from_file_location('test_tool', osp.join(ROOT, 'tools/test.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    key = 'test_dataloader.dataset.generator'
+    tool.main([osp.join(ROOT, 'configs/demo/read_demo.py'), 'none', '--work-dir',
+               osp.join(root, args.measure), '--cfg-options', f'data_root={root}',
+               *[f'{key}.{k}={v!r}'.replace(' ', '') for k, v in gen.items()],
+               'long_video.window=16', 'long_video.stride=8', 'test_dataloader.batch_size=1',
+               f'long_video.stream={args.measure == "test-stream"}'])
+    print(json.dumps(dict(rise_mib=(rec['peak'] - rec['before']) / 1024,
+                          peak_mib=rec['peak'] / 1024)))
 
 
 def _memory(args) -> None:
@@ -211,6 +249,14 @@ def _memory(args) -> None:
             print(f'memory {mode:10s} {name:22s}: peak RSS {m["peak_mib"]:.0f} MiB, rise '
                   f'during predict {m["rise_mib"]:.1f} MiB ({m["how"]}), tracemalloc peak '
                   f'{m["tracemalloc_mib"]:.1f} MiB', flush=True)
+    for mode in ('test-stream', 'test-whole'):  # tools/test.py (long_video.stream=False)
+        for dur in (16, 176, 352):
+            out = subprocess.run([sys.executable, __file__, '--measure', mode, '--duration',
+                                  str(dur), '--work-dir', args.work_dir], check=True,
+                                 capture_output=True, text=True)
+            m = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f'memory tools/test.py {mode[5:]:6s} {dur:3d} s: peak RSS {m["peak_mib"]:.0f} '
+                  f'MiB, rise during the test loop {m["rise_mib"]:.1f} MiB', flush=True)
     for mode in ('stream', 'decode-all'):
         a = results[(mode, names[0][0])]
         for name, _ in names[1:]:
@@ -230,7 +276,9 @@ def parse_args(argv=None):
     p.add_argument('--skip-train', action='store_true',
                    help='reuse the adapters of an earlier run in --work-dir')
     p.add_argument('--skip-memory', action='store_true')
-    p.add_argument('--measure', choices=['stream', 'decode-all'], help=argparse.SUPPRESS)
+    p.add_argument('--measure', choices=['stream', 'decode-all', 'test-stream', 'test-whole'],
+                   help=argparse.SUPPRESS)
+    p.add_argument('--duration', type=float, help=argparse.SUPPRESS)
     p.add_argument('--video', help=argparse.SUPPRESS)
     p.add_argument('--warmup', help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -239,7 +287,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.measure:
-        return _measure(args)
+        return (_measure_test if args.measure.startswith('test') else _measure)(args)
     os.makedirs(args.work_dir, exist_ok=True)
     feat_dir, frame_dir = osp.join(args.work_dir, 'features'), osp.join(args.work_dir, 'frames')
     if args.skip_train:

@@ -39,13 +39,12 @@ from mmengine.registry import init_default_scope
 from mmvpeft.datasets.collate import video_query_collate
 from mmvpeft.datasets.transforms.video_stream import (ClipStream, load_feature_array,
                                                       match_feature_rate)
-from mmvpeft.models.tasks.sliding_window import (count_windows, finish_prediction,
-                                                 plan_windows, progress_bar, run_windows)
+from mmvpeft.models.tasks.sliding_window import count_windows, progress_bar
 from mmvpeft.registry import MODELS, TRANSFORMS
 from mmvpeft.utils.adapter_io import load_adapter, read_adapter
 from mmvpeft.utils.checkpoint import check_checkpoint_file
 from .config_checks import apply_knob_options, read_config
-from .long_video import apply_long_video
+from .long_video import apply_long_video, predict_in_windows
 
 _VIDEO_LOADERS = ('LoadVideoClips', 'LoadVideoFrames')
 _FEATURE_LOADERS = ('LoadClipFeatures', 'LoadTextFeatures')
@@ -297,35 +296,16 @@ class MomentPredictor:
         if lv.get('window') is None:
             lv['window'] = num_clips
         lv = check_long_video_cfg(lv, 'long_video')
-        spans = plan_windows(num_clips, lv['window'], lv['stride'])
-        next_start = {s: n for (s, _), (n, _) in zip(spans, spans[1:])}
+        num_windows = count_windows(num_clips, lv)
         show = lv['progress'] if progress is None else progress
-        update = progress_bar(count_windows(num_clips, lv), show)
-
-        def forward(chunk):
-            items = []
-            for runs in chunk:  # a window: clip runs put side by side (one in the sweep)
-                if stream is None:
-                    win = dict(video_feat=np.concatenate([feat[s:e] for s, e in runs]))
-                else:
-                    parts = [stream.window(s, e, keep_from=next_start.get(s)
-                                           if len(runs) == 1 else None) for s, e in runs]
-                    win = dict(parts[0])
-                    if len(parts) > 1:
-                        for key in ('imgs', 'frame_inds'):
-                            win[key] = np.concatenate([p[key] for p in parts])
-                win['num_clips'] = sum(e - s for s, e in runs)
-                items.append(self._post(dict(base, **win)))
-            batch = video_query_collate(items)
-            inputs = {k: v.to(self.device) for k, v in batch['inputs'].items()}
-            return self.model(inputs, None, mode='tensor')
-
         test_cfg = getattr(self.model, 'test_cfg', {})
         try:
-            prob, dist = run_windows(forward, num_clips, lv, update)
-            pred = finish_prediction(forward, prob, dist, clip_len, duration, lv,
-                                     test_cfg.get('nms_thr', 0.7),
-                                     test_cfg.get('max_windows', 10))
+            [(pred, _)] = predict_in_windows(
+                self.model, self._post, feat if stream is None else stream, [base], lv,
+                clip_len, duration, lambda batch: {k: v.to(self.device)
+                                                   for k, v in batch['inputs'].items()},
+                test_cfg.get('nms_thr', 0.7), test_cfg.get('max_windows', 10),
+                progress_bar(num_windows, show))
         finally:
             if stream is not None:
                 stream.close()
@@ -333,7 +313,7 @@ class MomentPredictor:
                     duration=duration, clip_len=clip_len,
                     windows=[[float(x) for x in w] for w in pred['pred_relevant_windows']],
                     saliency=[float(x) for x in pred['pred_saliency_scores']],
-                    num_windows=len(spans))
+                    num_windows=num_windows)
 
 
 def build_model_for_inference(config: Optional[Union[str, Config]] = None,

@@ -121,3 +121,33 @@ def test_tools_test_grounds_in_windows_with_the_config_switch(tmp_path, load_too
         assert clips > 12 and len(p['pred_saliency_scores']) == clips
         assert all(0 <= s < e <= anns[p['qid']]['duration'] + 1e-3
                    for s, e, _ in p['pred_relevant_windows'])
+
+
+def test_queries_of_one_video_share_each_decoded_window(long_video):
+    """predict_in_windows (what tools/test.py's long-video loop runs per video): several
+    queries give what predict gives each alone, while every frame is decoded once for all
+    of them and at most one window of frames is held."""
+    from mmvpeft.apis.long_video import predict_in_windows
+    from mmvpeft.datasets.transforms.video_stream import ClipStream
+    path, info = long_video
+    g = init_grounder(READ_DEMO, None, 'cpu', long_video=dict(window=8, stride=4))
+    queries = [info['query'], 'a green square moves down', 'a red circle moves to the right']
+    bases = [dict(qid=i, query=q, video_path=path, vid='long') for i, q in enumerate(queries)]
+
+    def run(lv):
+        stream = ClipStream(path, clip_len=1.0)
+        prepare = lambda b: b['inputs']  # noqa: E731 (on the CPU already)
+        out = predict_in_windows(g.model, g._post, stream, bases, lv, 1.0, stream.duration,
+                                 prepare)
+        return out, stream
+
+    out, stream = run(g.long_video)
+    assert stream.num_clips == 40 and 0 < stream.peak_frames <= 8
+    for q, (pred, meta) in zip(queries, out):
+        alone = g.predict(path, q)
+        assert meta['num_clips'] == 40 and meta['query'] == q and meta['clip_len'] == 1.0
+        assert pred['pred_saliency_scores'] == pytest.approx(alone['saliency'], abs=1e-6)
+        assert np.allclose(pred['pred_relevant_windows'], alone['windows'], atol=1e-5)
+    # without the rescoring reads, the sweep decodes each of the 40 frames once for 3 queries
+    _, stream = run(dict(g.long_video, rescore=False))
+    assert stream.decoded_frames == 40 and stream.peak_frames <= 8

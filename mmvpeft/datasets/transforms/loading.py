@@ -78,6 +78,17 @@ class _ClipLoaderMixin:
         self.frames_per_clip = int(frames_per_clip)
         self.max_clips = max_clips
 
+    # Loaders of a clip grid can hand a lazy handle to a streaming reader instead of
+    # decoding (``stream=True``); the segment samplers below cannot.
+    streamable = True
+
+    def _check_stream(self, stream: bool) -> bool:
+        if stream and self.max_clips is not None:
+            raise ValueError(f'{type(self).__name__}(stream=True) reads the video window by '
+                             f'window at clip_len={self.clip_len}; it cannot resample to '
+                             f'max_clips={self.max_clips} (set max_clips=None)')
+        return bool(stream)
+
     def _plan(self, results: Dict, num_frames: int, fps: float,
               source: str, warn_short: bool = True) -> np.ndarray:
         """Sample frame indices and write the time-axis keys into ``results``
@@ -142,6 +153,13 @@ class LoadVideoClips(_ClipLoaderMixin, BaseTransform):
             bytes than this (estimated from the container's frame count and frame size,
             :mod:`.video_checks`); None: a quarter of physical memory; ``float('inf')``:
             no limit.
+        stream: Decode nothing: open and check the video, plan its clips (all the keys
+            above but ``imgs``, ``img_shape``, ``ori_shape``) and write
+            ``results['video_stream']``, a plain-dict handle that
+            :func:`~.video_stream.open_stream` turns into a
+            :class:`~.video_stream.ClipStream` reading the clips window by window. The
+            long-video test loop (:mod:`mmvpeft.engine.loops`) sets it; needs
+            ``max_clips=None``. The memory check is skipped (nothing is decoded whole).
 
     Timing: the decoded length (decord's frames / fps), the container's claim and the
     annotation's ``duration`` differing by more than one clip give one warning per file
@@ -159,8 +177,10 @@ class LoadVideoClips(_ClipLoaderMixin, BaseTransform):
                  frames_per_clip: int = 1,
                  max_clips: Optional[int] = None,
                  num_threads: int = 1,
-                 max_decode_bytes: Optional[float] = None) -> None:
+                 max_decode_bytes: Optional[float] = None,
+                 stream: bool = False) -> None:
         self._init_clips(clip_len, frames_per_clip, max_clips)
+        self.stream = self._check_stream(stream)
         self.num_threads = int(num_threads)
         if max_decode_bytes is not None and not max_decode_bytes > 0:
             raise ValueError(f'max_decode_bytes must be > 0 or None, got {max_decode_bytes}')
@@ -198,7 +218,8 @@ class LoadVideoClips(_ClipLoaderMixin, BaseTransform):
         if not osp.isfile(path):
             raise FileNotFoundError(f'video file not found: {path}{ident}')
         probe = probe_video(path)  # the container's header: nothing decoded yet
-        self.check_memory(results, path, probe)
+        if not self.stream:
+            self.check_memory(results, path, probe)
         try:
             vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=self.num_threads)
             num_frames, fps = len(vr), float(vr.get_avg_fps())
@@ -217,6 +238,13 @@ class LoadVideoClips(_ClipLoaderMixin, BaseTransform):
                            detail)
 
         frame_inds = self._plan(results, num_frames, fps, f'video {path}', warn_short=False)
+        if self.stream:
+            del vr
+            results['video_stream'] = dict(
+                kind='video', video_path=path, clip_len=self.clip_len,
+                frames_per_clip=self.frames_per_clip, num_threads=self.num_threads,
+                duration=results.get('duration'))
+            return results
         # Decode each distinct frame once, in order, in a single call; clamped
         # padding and overlapping sub-segments produce duplicates.
         uniq, inverse = np.unique(frame_inds, return_inverse=True)
@@ -235,7 +263,7 @@ class LoadVideoClips(_ClipLoaderMixin, BaseTransform):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(clip_len={self.clip_len}, '
                 f'frames_per_clip={self.frames_per_clip}, max_clips={self.max_clips}, '
-                f'num_threads={self.num_threads})')
+                f'num_threads={self.num_threads}, stream={self.stream})')
 
 
 def _short_reason(e: BaseException) -> str:
@@ -243,6 +271,37 @@ def _short_reason(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     msg = re.sub(r'\[\d\d:\d\d:\d\d\] \S+:\d+: ', '', lines[0] if lines else '')[:300]
     return f'{type(e).__name__}: {msg}' if msg else type(e).__name__
+
+
+def read_frame_files(frame_dir: str, filename_tmpl: str, start_index: int,
+                     inds: Sequence[int], ident: str = '') -> np.ndarray:
+    """``(len(inds), H, W, 3)`` uint8 BGR frames (as cv2 reads them) of a frame folder:
+    0-based frame ``n`` is file ``filename_tmpl.format(n + start_index)``.
+
+    Raises:
+        FileNotFoundError: a frame file is missing.
+        VideoReadError: cv2 cannot decode one, or frames differ in shape.
+    """
+    frames = None
+    for k, ind in enumerate(inds):
+        path = osp.join(frame_dir, filename_tmpl.format(int(ind) + start_index))
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'frame file not found: {path}{ident}')
+            hint = ''
+            if path.lower().endswith('.png') and _cv2_png_broken():
+                hint = ('; cv2 cannot decode any PNG in this process: decord was '
+                        'imported before cv2 and its bundled zlib broke libpng; '
+                        'import cv2 first, or use jpg/bmp frames')
+            raise VideoReadError(f'cannot decode frame {path}{ident}{hint}')
+        if frames is None:
+            frames = np.empty((len(inds), ) + img.shape, np.uint8)
+        elif img.shape != frames.shape[1:]:
+            raise VideoReadError(f'frame {path}{ident} has shape {img.shape}, '
+                                 f'expected {frames.shape[1:]}')
+        frames[k] = img
+    return frames
 
 
 @TRANSFORMS.register_module()
@@ -267,6 +326,9 @@ class LoadFrameFolder(_ClipLoaderMixin, BaseTransform):
         filename_tmpl: Frame file name with one ``{}`` field for the number.
         max_clips: As in :class:`LoadVideoClips`.
         start_index: Number of the first frame file.
+        stream: As in :class:`LoadVideoClips`: read no frame, write the time-axis keys and
+            a ``results['video_stream']`` handle for a
+            :class:`~.video_stream.FrameFolderStream`.
 
     Raises:
         FileNotFoundError: the folder, or a needed frame file, is missing or the
@@ -280,8 +342,10 @@ class LoadFrameFolder(_ClipLoaderMixin, BaseTransform):
                  fps: Optional[float] = None,
                  filename_tmpl: str = 'img_{:05d}.jpg',
                  max_clips: Optional[int] = None,
-                 start_index: int = 1) -> None:
+                 start_index: int = 1,
+                 stream: bool = False) -> None:
         self._init_clips(clip_len, frames_per_clip, max_clips)
+        self.stream = self._check_stream(stream)
         if fps is not None and not fps > 0:
             raise ValueError(f'fps must be > 0 or None, got {fps}')
         self.fps = fps
@@ -312,26 +376,16 @@ class LoadFrameFolder(_ClipLoaderMixin, BaseTransform):
                 f'no frames matching {self.filename_tmpl!r} in {frame_dir}{ident}')
 
         frame_inds = self._plan(results, num_frames, float(fps), f'frame folder {frame_dir}')
+        if self.stream:
+            results['video_stream'] = dict(
+                kind='frames', frame_dir=frame_dir, num_frames=int(num_frames),
+                fps=float(fps), clip_len=self.clip_len, frames_per_clip=self.frames_per_clip,
+                duration=results.get('duration'), filename_tmpl=self.filename_tmpl,
+                start_index=self.start_index)
+            return results
         uniq, inverse = np.unique(frame_inds, return_inverse=True)
-        frames = None
-        for k, ind in enumerate(uniq.tolist()):
-            path = osp.join(frame_dir, self.filename_tmpl.format(ind + self.start_index))
-            img = cv2.imread(path, cv2.IMREAD_COLOR)
-            if img is None:
-                if not osp.isfile(path):
-                    raise FileNotFoundError(f'frame file not found: {path}{ident}')
-                hint = ''
-                if path.lower().endswith('.png') and _cv2_png_broken():
-                    hint = ('; cv2 cannot decode any PNG in this process: decord was '
-                            'imported before cv2 and its bundled zlib broke libpng; '
-                            'import cv2 first, or use jpg/bmp frames')
-                raise VideoReadError(f'cannot decode frame {path}{ident}{hint}')
-            if frames is None:
-                frames = np.empty((len(uniq), ) + img.shape, np.uint8)
-            elif img.shape != frames.shape[1:]:
-                raise VideoReadError(f'frame {path}{ident} has shape {img.shape}, '
-                                     f'expected {frames.shape[1:]}')
-            frames[k] = img
+        frames = read_frame_files(frame_dir, self.filename_tmpl, self.start_index,
+                                  uniq.tolist(), ident)
         # BGR -> RGB on the whole stack at once.
         imgs = np.ascontiguousarray(frames[inverse.reshape(frame_inds.shape)][..., ::-1])
         self._store_imgs(results, imgs)
@@ -341,11 +395,12 @@ class LoadFrameFolder(_ClipLoaderMixin, BaseTransform):
         return (f'{self.__class__.__name__}(clip_len={self.clip_len}, '
                 f'frames_per_clip={self.frames_per_clip}, fps={self.fps}, '
                 f'filename_tmpl={self.filename_tmpl!r}, max_clips={self.max_clips}, '
-                f'start_index={self.start_index})')
+                f'start_index={self.start_index}, stream={self.stream})')
 
 
 class _SegmentSamplerMixin:
     """Replaces the clip-grid plan of the grounding loaders by segment sampling."""
+    streamable = False  # T frames over the whole video: no window to stream
 
     def _init_segments(self, num_frames: int, sampling: str, short_video: str,
                        max_duration: Optional[float]) -> None:

@@ -14,7 +14,7 @@ warning, or refused, by the ``feature_rate`` knob.
 import math
 import os.path as osp
 import warnings
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -109,6 +109,11 @@ class ClipStream:
     Attributes:
         num_clips (int): clips of the whole video, ``ceil(duration / clip_len)``.
         fps, num_frames, video_duration: the container's.
+        frame_inds (np.ndarray): int64 ``(num_clips, frames_per_clip)``, the whole plan (the
+            loader's ``frame_inds`` for the same video and duration).
+        decoded_frames (int): frames decoded so far (a frame decoded again counts again).
+        peak_frames (int): the most decoded frames this stream held at once (its cache of
+            one window): the figure that must not grow with the video.
 
     Raises:
         FileNotFoundError / VideoReadError: as :class:`~.loading.LoadVideoClips`.
@@ -124,15 +129,20 @@ class ClipStream:
         try:
             self._vr = decord.VideoReader(video_path, ctx=decord.cpu(0),
                                           num_threads=int(num_threads))
-            self.num_frames, self.fps = len(self._vr), float(self._vr.get_avg_fps())
+            num_frames, fps = len(self._vr), float(self._vr.get_avg_fps())
         except Exception as e:
             raise VideoReadError(f'cannot open video {video_path}: {_short_reason(e)}') from e
-        if self.num_frames <= 0 or not math.isfinite(self.fps) or self.fps <= 0:
-            raise VideoReadError(f'cannot read video {video_path}: {self.num_frames} frames '
-                                 f'at fps={self.fps}')
         self._error = VideoReadError
         self._reason = _short_reason
-        self.path = video_path
+        self._setup(video_path, num_frames, fps, clip_len, frames_per_clip, duration)
+
+    def _setup(self, path: str, num_frames: int, fps: float, clip_len: float,
+               frames_per_clip: int, duration: Optional[float]) -> None:
+        self.num_frames, self.fps = int(num_frames), float(fps)
+        if self.num_frames <= 0 or not math.isfinite(self.fps) or self.fps <= 0:
+            raise self._error(f'cannot read video {path}: {self.num_frames} frames '
+                              f'at fps={self.fps}')
+        self.path = path
         self.clip_len = float(clip_len)
         self.video_duration = self.num_frames / self.fps
         self.duration = self.video_duration if duration is None else float(duration)
@@ -141,6 +151,13 @@ class ClipStream:
                                                     self.clip_len, int(frames_per_clip), None)
         self.num_clips = len(self.frame_inds)
         self._cache: Dict[int, np.ndarray] = {}
+        self.decoded_frames = 0
+        self.peak_frames = 0
+
+    def _read(self, inds: List[int]) -> np.ndarray:
+        """``(len(inds), H, W, 3)`` uint8 RGB frames, in the order of ``inds``."""
+        batch = self._vr.get_batch(inds)
+        return batch.asnumpy() if hasattr(batch, 'asnumpy') else batch.numpy()
 
     def window(self, start: int, end: int, keep_from: Optional[int] = None) -> Dict:
         """The loader's keys for clips ``[start, end)``, as if they were a whole video.
@@ -154,12 +171,15 @@ class ClipStream:
         todo = [i for i in uniq.tolist() if i not in self._cache]
         if todo:
             try:
-                batch = self._vr.get_batch(todo)
-                frames = batch.asnumpy() if hasattr(batch, 'asnumpy') else batch.numpy()
+                frames = self._read(todo)
+            except (self._error, FileNotFoundError):
+                raise
             except Exception as e:
                 raise self._error(f'cannot decode video {self.path} (clips {start}-{end}): '
                                   f'{self._reason(e)}') from e
             self._cache.update(zip(todo, frames))
+            self.decoded_frames += len(todo)
+        self.peak_frames = max(self.peak_frames, len(self._cache))
         stack = np.stack([self._cache[i] for i in uniq.tolist()])
         imgs = stack[inverse.reshape(inds.shape)]
         first_kept = self.frame_inds[keep_from].min() if keep_from is not None and \
@@ -174,6 +194,49 @@ class ClipStream:
     def close(self) -> None:
         self._cache = {}
         self._vr = None
+
+
+class FrameFolderStream(ClipStream):
+    """:class:`ClipStream` over a folder of extracted frames (:class:`~.loading.LoadFrameFolder`'s
+    layout): the same plan, frames read from their files window by window.
+
+    Args:
+        frame_dir: the folder.
+        num_frames: frames in it (the loader counts them, or the annotation's
+            ``total_frames``).
+        fps: the rate they were extracted at.
+        clip_len, frames_per_clip, duration: as :class:`ClipStream`.
+        filename_tmpl, start_index: as :class:`~.loading.LoadFrameFolder`.
+    """
+
+    def __init__(self, frame_dir: str, num_frames: int, fps: float, clip_len: float = 2.0,
+                 frames_per_clip: int = 1, duration: Optional[float] = None,
+                 filename_tmpl: str = 'img_{:05d}.jpg', start_index: int = 1):
+        from .loading import VideoReadError, _short_reason
+        if not osp.isdir(frame_dir):
+            raise FileNotFoundError(f'frame folder not found: {frame_dir}')
+        self._error, self._reason = VideoReadError, _short_reason
+        self._tmpl, self._start = filename_tmpl, int(start_index)
+        self._vr = None
+        self._setup(frame_dir, num_frames, fps, clip_len, frames_per_clip, duration)
+
+    def _read(self, inds: List[int]) -> np.ndarray:
+        from .loading import read_frame_files
+        bgr = read_frame_files(self.path, self._tmpl, self._start, inds)
+        return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def open_stream(handle: Dict) -> ClipStream:
+    """The stream a streaming loader's ``results['video_stream']`` handle describes
+    (:class:`~.loading.LoadVideoClips` / :class:`~.loading.LoadFrameFolder` with
+    ``stream=True``): a plain dict, so it crosses data-loader worker processes."""
+    handle = dict(handle)
+    kind = handle.pop('kind')
+    if kind == 'video':
+        return ClipStream(**handle)
+    if kind == 'frames':
+        return FrameFolderStream(**handle)
+    raise ValueError(f'unknown video_stream kind {kind!r}; expected "video" or "frames"')
 
 
 def load_feature_array(video: Union[str, np.ndarray], key: str = 'features') -> np.ndarray:

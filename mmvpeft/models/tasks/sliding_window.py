@@ -17,7 +17,8 @@ whole video and decoded once:
 
 With a single window (a video no longer than ``window``) the result equals the model's
 ordinary prediction. :func:`sliding_window_predict` runs this on a batch already in memory
-(``tools/test.py``); ``mmvpeft.apis.MomentPredictor`` streams the frames window by window.
+(``tools/test.py`` with ``long_video.stream=False``, and clip features); the long-video
+loops of ``tools/test.py`` and ``mmvpeft.apis.MomentPredictor`` stream frames window by window.
 """
 import math
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple

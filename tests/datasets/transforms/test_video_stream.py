@@ -1,4 +1,6 @@
 """ClipStream (window-by-window decoding) and clip features at another rate."""
+import os.path as osp
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,41 @@ def test_clip_feature_loader_applies_the_rate_policy(tmp_path):
         LoadClipFeatures(str(tmp_path / 'f'), clip_len=1.0, feature_rate='error')(dict(item))
     with pytest.raises(ValueError, match='feature_rate must be'):
         LoadClipFeatures(str(tmp_path / 'f'), feature_rate='warn')
+
+
+def test_stream_mode_loaders_plan_and_check_but_decode_nothing(long_video, tmp_path):
+    """stream=True (set by the long-video test loop): the whole loader's keys but the
+    frames, and a handle whose stream reads the same frames window by window."""
+    import os
+
+    import cv2
+
+    from mmvpeft.datasets.transforms.loading import LoadFrameFolder
+    from mmvpeft.datasets.transforms.video_stream import FrameFolderStream, open_stream
+    path, _ = long_video
+    whole = LoadVideoClips(clip_len=1.0, frames_per_clip=2)(dict(video_path=path, duration=29.5))
+    lazy = LoadVideoClips(clip_len=1.0, frames_per_clip=2, stream=True)(
+        dict(video_path=path, duration=29.5))
+    assert 'imgs' not in lazy and lazy.keys() == whole.keys() - {'imgs', 'img_shape',
+                                                                 'ori_shape'} | {'video_stream'}
+    assert np.array_equal(lazy['frame_inds'], whole['frame_inds'])
+    stream = open_stream(lazy['video_stream'])
+    assert isinstance(stream, ClipStream) and stream.num_clips == whole['num_clips'] == 30
+    assert np.array_equal(stream.window(10, 20)['imgs'], whole['imgs'][10:20])
+    with pytest.raises(ValueError, match='max_clips'):
+        LoadVideoClips(max_clips=8, stream=True)
+
+    frame_dir = str(tmp_path / 'frames')  # the video's frames as lossless files
+    os.makedirs(frame_dir)
+    for i, frame in enumerate(ClipStream(path)._read(list(range(stream.num_frames)))):
+        cv2.imwrite(osp.join(frame_dir, f'img_{i + 1:05d}.bmp'), frame[..., ::-1])
+    loader = dict(clip_len=1.0, frames_per_clip=2, fps=4, filename_tmpl='img_{:05d}.bmp')
+    whole = LoadFrameFolder(**loader)(dict(frame_dir=frame_dir))
+    lazy = LoadFrameFolder(**loader, stream=True)(dict(frame_dir=frame_dir))
+    assert 'imgs' not in lazy
+    frames = open_stream(lazy['video_stream'])
+    assert isinstance(frames, FrameFolderStream) and frames.num_clips == 30
+    for s, e, nxt in ((0, 12, 8), (8, 20, 16), (16, 30, None)):
+        assert np.array_equal(frames.window(s, e, keep_from=nxt)['imgs'], whole['imgs'][s:e])
+    assert frames.peak_frames <= 2 * 14 and frames.decoded_frames == len(np.unique(
+        whole['frame_inds']))
