@@ -2,7 +2,7 @@
 
     python tools/benchmark_long_video.py [--work-dir work_dirs/long_video] [--videos 5]
         [--feature-epochs 40] [--frame-epochs 30] [--skip-train] [--skip-memory]
-        [--only features|frames] [--frame-config configs/demo/read_demo.py]
+        [--only features|frames] [--frame-config configs/demo/read_long_demo.py]
 
 1. Trains the two grounding demos on their short synthetic videos (``tools/train.py``):
    ``grounding_demo.py`` on clip features (videos of 20-40 clips of 2 s; window 40) and
@@ -240,13 +240,13 @@ def parse_args(argv=None):
     p.add_argument('--work-dir', default='work_dirs/long_video')
     p.add_argument('--videos', type=int, default=5, help='long videos of each kind')
     p.add_argument('--feature-epochs', type=int, default=40)
-    p.add_argument('--frame-epochs', type=int, default=30)
+    p.add_argument('--frame-epochs', type=int, default=60)
     p.add_argument('--skip-train', action='store_true',
                    help='reuse the adapters of an earlier run in --work-dir')
     p.add_argument('--skip-memory', action='store_true')
     p.add_argument('--only', choices=['features', 'frames'],
                    help='train and ground one kind only (no memory part either)')
-    p.add_argument('--frame-config', default=osp.join(ROOT, 'configs/demo/read_demo.py'),
+    p.add_argument('--frame-config', default=osp.join(ROOT, 'configs/demo/read_long_demo.py'),
                    help='the frame model: a config on 16 s moving-shape videos of 1 s clips')
     p.add_argument('--measure', choices=['stream', 'decode-all'], help=argparse.SUPPRESS)
     p.add_argument('--video', help=argparse.SUPPRESS)
