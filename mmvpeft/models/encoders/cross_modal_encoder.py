@@ -90,6 +90,11 @@ class CrossModalEncoder(BaseModule):
         adapter: optional READ adapter config (``type='ReadAdapter', hidden_dim=...``)
             inserted in the layers named by ``adapter_in``.
         adapter_in: which layer groups get adapters: subset of ``('text', 'video', 'fusion')``.
+        input_norm: ``'batch'``: standardise every input channel over the batch's valid
+            clips and words (``BatchNorm1d`` without affine; running statistics at test time)
+            before the projections. Features of a frozen random tower share a large common
+            part that the per-token LayerNorm keeps, and the query-clip match drowned in it
+            (``read_long_demo.py`` at 30 epochs: R1@0.5 41% without, 90% with). Default None.
         grad_checkpointing: recompute each layer's activations in backward instead of keeping
             them (non-reentrant; READ adapters' states keep their first-forward graph, so
             PVLA on ``video_states`` / ``text_states`` is unchanged). Training forwards only.
@@ -103,8 +108,11 @@ class CrossModalEncoder(BaseModule):
                  num_text_layers: int = 0, num_video_layers: int = 0,
                  num_fusion_layers: int = 3, fusion: str = 'joint', dropout: float = 0.1,
                  adapter: Optional[dict] = None, adapter_in=('text', 'video'),
-                 grad_checkpointing: bool = False, init_cfg=None):
+                 grad_checkpointing: bool = False, input_norm: Optional[str] = None,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if input_norm not in (None, 'batch'):
+            raise ValueError(f'input_norm must be None or "batch", got {input_norm!r}')
         if fusion not in ('joint', 'cross'):
             raise ValueError(f'fusion must be "joint" or "cross", got {fusion!r}')
         if fusion == 'joint' and adapter and 'fusion' in adapter_in:
@@ -130,12 +138,26 @@ class CrossModalEncoder(BaseModule):
         self.grad_checkpointing = grad_checkpointing
         self.video_dim, self.text_dim = video_dim, text_dim
         self.video_proj, self.text_proj = proj(video_dim), proj(text_dim)
+        # Per-channel standardisation over the batch's valid clips / words (no affine: the
+        # projections that follow have their own).
+        self.input_norm = input_norm
+        if input_norm == 'batch':
+            self.video_norm = nn.BatchNorm1d(video_dim, affine=False)
+            self.text_norm = nn.BatchNorm1d(text_dim, affine=False)
         self.text_layers = layers(num_text_layers, 'text')
         self.video_layers = layers(num_video_layers, 'video')
         self.fusion_layers = layers(num_fusion_layers, 'fusion', cross=fusion == 'cross')
         # Tells the two modalities apart in the joint sequence.
         self.modality_embed = nn.Parameter(torch.zeros(2, dim)) if fusion == 'joint' else None
         self.norm = nn.LayerNorm(dim)
+
+    @staticmethod
+    def _standardise(norm: nn.BatchNorm1d, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``norm`` over the valid rows of ``x (B, T, D)`` only (padding neither enters the
+        statistics nor changes); padded rows stay zero."""
+        out = x.new_zeros(x.shape)
+        out[mask] = norm(x[mask]).to(x.dtype)
+        return out
 
     @staticmethod
     def _last_states(layer_list):
@@ -152,6 +174,9 @@ class CrossModalEncoder(BaseModule):
         gradients, or a masked attention."""
         video = torch.where(video_mask.unsqueeze(-1), video, 0.0)
         text = torch.where(text_mask.unsqueeze(-1), text, 0.0)
+        if self.input_norm == 'batch':
+            video = self._standardise(self.video_norm, video, video_mask)
+            text = self._standardise(self.text_norm, text, text_mask)
         v = self.video_proj(video) + sinusoidal_positions(video.shape[1], self.dim, video.device)
         t = self.text_proj(text) + sinusoidal_positions(text.shape[1], self.dim, text.device)
         ckpt = self.grad_checkpointing
