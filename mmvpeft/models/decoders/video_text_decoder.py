@@ -447,7 +447,6 @@ class DecoderCache:
         self.ln_final = _norm_fn(decoder.decoder.ln_final)
         self.positions = decoder.positional_embedding
         self.projection = decoder.decoder.text_projection
-        self.out_dtype = torch.promote_types(dtype, torch.float32)  # as _log_softmax
         self.embedding = (decoder.token_embedding.weight
                           if _plain_embedding(decoder.token_embedding) else None)
         # Per self-attention block: keys and values (N, context, 2 * W) (keys, then values;
@@ -518,9 +517,7 @@ class DecoderCache:
         if n_uni == len(self.blocks) and self.text_ln is not None:  # no multimodal layer
             x = self.text_ln(x)
         self.length = length
-        logits = torch.mm(self.ln_final(x if one else x[:, -1]), self.projection)
-        return (logits if logits.dtype == self.out_dtype else logits.to(self.out_dtype)
-                ).log_softmax(-1)
+        return _log_softmax(torch.mm(self.ln_final(x if one else x[:, -1]), self.projection))
 
     # ---- pieces --------------------------------------------------------------------------
     def _cross_kv(self, parts: '_BlockParts', memory: torch.Tensor):
@@ -565,10 +562,7 @@ class DecoderCache:
             o = o.view(x.shape)
         else:
             o = o.view(n, p.heads, n_new, -1).transpose(1, 2).reshape(x.shape)
-        a = F.linear(o, p.out_w, p.out_b)
-        x = x + (a if p.ls_1 is None else p.ls_1(a))
-        m = p.mlp(p.ln_2(x))
-        return x + (m if p.ls_2 is None else p.ls_2(m))
+        return p.out_and_mlp(x, o)
 
     def _buffer(self, i: int, n: int, like: torch.Tensor) -> torch.Tensor:
         kv = self.self_kv[i]
@@ -585,13 +579,10 @@ class DecoderCache:
         kv = self._buffer(i, n, qkv)
         end = self.length + 1
         kv.select(1, self.length).copy_(qkv[:, width:])
-        k, v = kv[:, :end].view(n, end, 2, p.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        k, v = p.split_kv(kv, end)
         q = qkv[:, :width].view(n, p.heads, 1, -1)
         o = F.scaled_dot_product_attention(q, k, v).view(n, width)
-        a = F.linear(o, p.out_w, p.out_b)
-        x = x + (a if p.ls_1 is None else p.ls_1(a))
-        m = p.mlp(p.ln_2(x))
-        return x + (m if p.ls_2 is None else p.ls_2(m))
+        return p.out_and_mlp(x, o)
 
     def _self_block(self, i: int, block: nn.Module, x: torch.Tensor,
                     layout: Optional[SequenceLayout]) -> torch.Tensor:
@@ -611,7 +602,7 @@ class DecoderCache:
         kv = self._buffer(i, n, qkv)
         start, end = self.length, self.length + n_new
         kv[:, start:end] = qkv[..., width:]
-        k, v = kv[:, :end].view(n, end, 2, p.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        k, v = p.split_kv(kv, end)
         q = qkv[..., :width].view(n, n_new, p.heads, -1).transpose(1, 2)
         mask = None
         if n_new > 1:  # new word j (position start + j) sees positions up to itself
@@ -655,6 +646,20 @@ class _BlockParts:
         self.ls_1 = None if isinstance(block.ls_1, nn.Identity) else block.ls_1
         self.ls_2 = None if isinstance(block.ls_2, nn.Identity) else block.ls_2
         self.mlp = _mlp_fn(block.mlp)
+
+    def split_kv(self, kv: torch.Tensor, end: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (N, H, end, d) of the first ``end`` positions of a block's
+        (N, context, 2W) buffer."""
+        n = kv.shape[0]
+        return kv[:, :end].view(n, end, 2, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def out_and_mlp(self, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """The rest of a plain block after attention: ``x + ls_1(out_proj(o))``, then
+        ``+ ls_2(mlp(ln_2(.)))``; ``x`` and ``o`` of one shape, (..., W)."""
+        a = F.linear(o, self.out_w, self.out_b)
+        x = x + (a if self.ls_1 is None else self.ls_1(a))
+        m = self.mlp(self.ln_2(x))
+        return x + (m if self.ls_2 is None else self.ls_2(m))
 
 
 def _plain_embedding(emb: nn.Module) -> bool:
