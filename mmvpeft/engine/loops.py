@@ -43,7 +43,19 @@ def _group_by_video(batch: Sequence[dict]) -> Dict[tuple, List[int]]:
 
 
 class _StreamingLoop:
-    """What the val and test loops share: splitting the pipeline, predicting a batch."""
+    """What the val and test loops share: splitting the pipeline, predicting a batch.
+    Mixed in before MMEngine's loop, whose ``run_iter`` runs when nothing streams."""
+    _stage: str  # 'val' / 'test': the hooks called around a batch
+
+    def __init__(self, runner, dataloader, evaluator, fp16: bool = False):
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self._setup_streaming()
+
+    @torch.no_grad()
+    def run_iter(self, idx, data_batch) -> None:
+        if self._post is None:
+            return super().run_iter(idx, data_batch)
+        self._stream_iter(idx, data_batch)
 
     def _setup_streaming(self) -> None:
         from mmvpeft.apis.long_video import STREAM_LOADERS
@@ -107,8 +119,9 @@ class _StreamingLoop:
                 outputs[i] = pred
         return outputs
 
-    def _stream_iter(self, idx: int, data_batch, stage: str) -> None:
-        """One batch, as MMEngine's ``run_iter`` of ``stage`` ('val' / 'test')."""
+    def _stream_iter(self, idx: int, data_batch) -> None:
+        """One batch, as MMEngine's ``run_iter`` of the loop's stage."""
+        stage = self._stage
         self.runner.call_hook(f'before_{stage}_iter', batch_idx=idx, data_batch=data_batch)
         with autocast(enabled=self.fp16):
             outputs = self._predict_stream(data_batch)
@@ -123,16 +136,7 @@ class LongVideoTestLoop(_StreamingLoop, TestLoop):
 
     Args: as ``TestLoop``.
     """
-
-    def __init__(self, runner, dataloader, evaluator, fp16: bool = False):
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup_streaming()
-
-    @torch.no_grad()
-    def run_iter(self, idx, data_batch) -> None:
-        if self._post is None:
-            return super().run_iter(idx, data_batch)
-        self._stream_iter(idx, data_batch, 'test')
+    _stage = 'test'
 
 
 @LOOPS.register_module()
@@ -141,16 +145,7 @@ class LongVideoValLoop(_StreamingLoop, ValLoop):
 
     Args: as ``ValLoop``.
     """
-
-    def __init__(self, runner, dataloader, evaluator, fp16: bool = False):
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup_streaming()
-
-    @torch.no_grad()
-    def run_iter(self, idx, data_batch) -> None:
-        if self._post is None:
-            return super().run_iter(idx, data_batch)
-        self._stream_iter(idx, data_batch, 'val')
+    _stage = 'val'
 
 
 __all__ = ['LongVideoTestLoop', 'LongVideoValLoop', 'keep_items']
